@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make demo` and `make test` (each creates .venv if missing).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# KeOps compiles each formula once; keep its cache with this checkout's environment.
+export KEOPS_CACHE_FOLDER ?= $(CURDIR)/.keops_cache
+
+.PHONY: demo test lint bench doctor clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,distributed]"
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/ratiokit demo
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+doctor: $(BIN)/.installed
+	$(BIN)/ratiokit doctor
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .keops_cache .pytest_cache .hypothesis

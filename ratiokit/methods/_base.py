@@ -1,0 +1,49 @@
+"""The extension point: every method is a :class:`Discrepancy`, a sample estimate of D(P, Q)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+__all__ = ["Discrepancy"]
+
+
+class Discrepancy(nn.Module):
+    """A differentiable sample estimate of a discrepancy D(P, Q) between two distributions.
+
+    Subclasses set ``name`` (the registry key) and implement :meth:`forward`. Ratio-family
+    methods set ``has_log_ratio = True`` and implement :meth:`log_ratio`. A method with a
+    closed-form or data-dependent critic (kernel weights, a bandwidth) solves it in
+    :meth:`fit_critic`; a method with trainable parameters exposes them as usual for an
+    :class:`torch.nn.Module`, and a trainer ascends :meth:`forward` in them.
+
+    Attributes
+    ----------
+    name : str
+        Registry key, e.g. ``"mmd"``.
+    has_log_ratio : bool
+        Whether :meth:`log_ratio` is available after :meth:`fit_critic`.
+    min_samples : int
+        Fewest rows per sample the estimate is defined for.
+    """
+
+    name: ClassVar[str]
+    has_log_ratio: ClassVar[bool] = False
+    min_samples: ClassVar[int] = 2
+
+    def forward(self, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
+        """Estimate D(P, Q) from ``x_p`` (n, d) ~ P and ``x_q`` (m, d) ~ Q as a 0-d tensor."""
+        raise NotImplementedError
+
+    def log_ratio(self, x: torch.Tensor) -> torch.Tensor:
+        """Estimated ``log p(x) / q(x)`` at the rows of ``x`` (n, d), shape (n,)."""
+        raise NotImplementedError(
+            f"method {self.name!r} estimates a density difference, not a ratio; "
+            "choose a method with `has_log_ratio`."
+        )
+
+    def fit_critic(self, x_p: torch.Tensor, x_q: torch.Tensor, *, rng: Any = None) -> Discrepancy:
+        """Solve the method's closed-form critic on (x_p, x_q); the default has none."""
+        return self
