@@ -80,9 +80,7 @@ def as_sample(
     if t.shape[1] == 0:
         raise ValueError(f"`{name}` must have at least one feature; got shape {tuple(t.shape)}.")
     if t.shape[0] < min_samples:
-        raise ValueError(
-            f"`{name}` must have at least {min_samples} samples; got {t.shape[0]}."
-        )
+        raise ValueError(f"`{name}` must have at least {min_samples} samples; got {t.shape[0]}.")
     if not bool(torch.isfinite(t).all()):
         n_bad = int((~torch.isfinite(t)).any(dim=1).sum())
         raise ValueError(
