@@ -321,7 +321,8 @@ def _keops_prepare(
     if key in _KEOPS_READY:
         return
     with _keops_cache_lock():
-        tiny = [t[:1].detach().clone().requires_grad_(g) for t, g in zip((x, y, w), grads, strict=True)]
+        pairs = zip((x, y, w), grads, strict=True)
+        tiny = [t[:1].detach().clone().requires_grad_(g) for t, g in pairs]
         with torch.enable_grad() if any(grads) else contextlib.nullcontext():
             out = _keops_reduce(kernel, *tiny, acc)
             if any(grads):
@@ -398,4 +399,3 @@ def kernel_sum(
 def kernel_pointwise(kernel: Kernel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Kernel on paired rows: ``k(x_i, y_i)`` for i = 1..n (used by linear-time MMD)."""
     return kernel(((x - y) ** 2).sum(1))
-
