@@ -1,0 +1,39 @@
+"""ratiokit: likelihood-free density-ratio estimation.
+
+Estimate how two samples differ, as a density ratio ``p/q`` or a difference ``p - q``,
+test whether they come from one distribution, and fit simulators by driving that
+difference to zero. Never imports pykeops or matplotlib at import time.
+"""
+
+from ratiokit.kernels import Kernel
+from ratiokit.methods import (
+    METHODS,
+    MMD,
+    Discrepancy,
+    EnergyDistance,
+    KernelMeanMatching,
+    MomentMatching,
+    get_method,
+)
+from ratiokit.ratio import RatioEstimator, discrepancy, divergence, estimate_ratio
+from ratiokit.results import DivergenceResult, TwoSampleTestResult
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "METHODS",
+    "MMD",
+    "Discrepancy",
+    "DivergenceResult",
+    "EnergyDistance",
+    "Kernel",
+    "KernelMeanMatching",
+    "MomentMatching",
+    "RatioEstimator",
+    "TwoSampleTestResult",
+    "__version__",
+    "discrepancy",
+    "divergence",
+    "estimate_ratio",
+    "get_method",
+]

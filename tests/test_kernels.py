@@ -35,6 +35,15 @@ def test_dense_kernel_sum_matches_brute_force(name, bw, tile):
     np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["gaussian", "imq"])
+def test_wide_data_take_the_matmul_identity_path(name):
+    # d = 100 > EXACT_MAX_FEATURES: smooth kernels use |x|^2 + |y|^2 - 2 x.y on centred data.
+    x, y, w, (tx, ty, tw) = data(30, 20, 100, 2, seed=6)
+    ref = gram(name, x, y, 12.0) @ w
+    out = kernel_sum(Kernel(name, 12.0), tx, ty, tw, backend="dense").numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-10)
+
+
 def test_tile_size_does_not_change_the_sum():
     _, _, _, (tx, ty, tw) = data(300, 250, 5, 3, seed=2)
     k = Kernel("gaussian", 1.0)
@@ -88,8 +97,9 @@ def test_squared_distances_are_clamped_for_offset_float32_data():
     # in float32; centring and clamping keep k(x, x) = 1 and every Gaussian value in [0, 1].
     gen = np.random.default_rng(4)
     x = torch.tensor(1e4 + gen.normal(size=(200, 3)), dtype=torch.float32)
-    d2 = kernels._sqdist(x, x, diagonal=False)
+    d2 = kernels._sqdist(x, x, diagonal=False, exact=False)  # the matmul identity's path
     assert float(d2.min()) >= 0.0
+    assert float(kernels._sqdist(x, x, diagonal=True, exact=False).diagonal().abs().max()) == 0
     k = Kernel("gaussian", 1.0)
     out = kernel_sum(k, x, x, torch.ones(200), backend="dense")
     ref = gram("gaussian", x.double().numpy(), x.double().numpy(), 1.0).sum(1)
@@ -180,7 +190,8 @@ def test_four_processes_compiling_one_formula(tmp_path):
     ]  # fmt: skip
     outputs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
-    values = {out.strip() for out, _ in outputs}
+    # The last line is ours; pykeops prints its compile messages to stdout before it.
+    values = {out.strip().splitlines()[-1] for out, _ in outputs}
     assert len(values) == 1  # identical results: nobody loaded a corrupt module
     # And the result is right: compare with the dense backend in this process.
     g = torch.Generator().manual_seed(0)

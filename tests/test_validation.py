@@ -82,7 +82,7 @@ def test_bad_rng_is_named(rng, error):
 @pytest.mark.parametrize(
     ("method", "error", "match"),
     [
-        ("mdm", ValueError, r"`method` must be one of \['energy', 'kmm', 'mmd'.*got 'mdm'"),
+        ("mdm", ValueError, r"`method` must be one of \[.*'mmd'.*\] or a Discrepancy; got 'mdm'"),
         (42, TypeError, "`method` must be a method name or a Discrepancy"),
     ],
 )

@@ -11,13 +11,23 @@ import copy
 from ratiokit.methods._base import Discrepancy
 from ratiokit.methods.kmm import KernelMeanMatching
 from ratiokit.methods.mmd import MMD, EnergyDistance
+from ratiokit.methods.moments import MomentMatching
 
-__all__ = ["METHODS", "MMD", "Discrepancy", "EnergyDistance", "KernelMeanMatching", "get_method"]
+__all__ = [
+    "METHODS",
+    "MMD",
+    "Discrepancy",
+    "EnergyDistance",
+    "KernelMeanMatching",
+    "MomentMatching",
+    "get_method",
+]
 
 METHODS: dict[str, type[Discrepancy]] = {
     "energy": EnergyDistance,
     "kmm": KernelMeanMatching,
     "mmd": MMD,
+    "moments": MomentMatching,
 }
 
 

@@ -27,11 +27,24 @@ class Discrepancy(nn.Module):
         Whether :meth:`log_ratio` is available after :meth:`fit_critic`.
     min_samples : int
         Fewest rows per sample the estimate is defined for.
+    ratio_anywhere : bool
+        Whether :meth:`log_ratio` can be evaluated at any point (False for kernel mean
+        matching, whose weights live on the fitted Q sample only).
+    learned_critic : bool
+        Whether :meth:`fit_critic` learns from the data (network weights, kernel-model
+        coefficients): a two-sample test then fits on one split and tests on the other.
+    divergence_kinds : tuple of str
+        Divergences the method estimates with an estimator of its own
+        (:meth:`estimate_divergence`); every ratio method also gets plug-in estimates from
+        :meth:`log_ratio` through :func:`ratiokit.divergence`.
     """
 
     name: ClassVar[str]
     has_log_ratio: ClassVar[bool] = False
     min_samples: ClassVar[int] = 2
+    ratio_anywhere: ClassVar[bool] = True
+    learned_critic: ClassVar[bool] = False
+    divergence_kinds: ClassVar[tuple[str, ...]] = ()
 
     def forward(self, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
         """Estimate D(P, Q) from ``x_p`` (n, d) ~ P and ``x_q`` (m, d) ~ Q as a 0-d tensor."""
@@ -42,6 +55,13 @@ class Discrepancy(nn.Module):
         raise NotImplementedError(
             f"method {self.name!r} estimates a density difference, not a ratio; "
             "choose a method with `has_log_ratio`."
+        )
+
+    def estimate_divergence(self, kind: str, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
+        """The method's own estimate of divergence ``kind`` (one of ``divergence_kinds``)."""
+        raise NotImplementedError(
+            f"method {self.name!r} has no estimator of its own for {kind!r}; "
+            f"it has {list(self.divergence_kinds)}."
         )
 
     def fit_critic(self, x_p: torch.Tensor, x_q: torch.Tensor, *, rng: Any = None) -> Discrepancy:

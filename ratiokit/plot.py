@@ -1,0 +1,464 @@
+"""Matplotlib helpers, imported only when a plot is asked for.
+
+``import ratiokit`` never imports this module or matplotlib. Figures are built as
+:class:`matplotlib.figure.Figure` objects, not through pyplot, so no global figure manager or
+backend is touched: :func:`save_figure` renders with the file format's own canvas (Agg for
+PNG), and a figure can still be shown in a notebook or added to a pyplot session by the
+caller. Every helper takes an optional ``ax`` and returns what it drew on, so the front
+doors (``TwoSampleTestResult.plot()``, ``FitResult.plot()``, the ``ratiokit demo`` command)
+compose them into larger figures.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullLocator
+
+from ratiokit._validation import as_sample, as_sample_pair, check_int, check_positive
+
+__all__ = [
+    "mmd_demo_figure",
+    "new_figure",
+    "plot_null_distribution",
+    "plot_samples",
+    "plot_statistics",
+    "save_figure",
+]
+
+#: Colours of the first and second sample (P, Q) in every plot.
+P_COLOR, Q_COLOR = "C0", "C1"
+#: Scatter plots draw at most this many points per sample (a seeded subsample beyond).
+MAX_SCATTER_POINTS = 3000
+
+
+def new_figure(
+    ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: float = 3.8
+) -> tuple[Figure, np.ndarray]:
+    """Create a figure with a grid of axes, outside pyplot's global state.
+
+    Parameters
+    ----------
+    ncols : int, default=1
+        Number of columns of axes.
+    nrows : int, default=1
+        Number of rows of axes.
+    width : float, default=4.2
+        Width of one panel in inches.
+    height : float, default=3.8
+        Height of one panel in inches.
+
+    Returns
+    -------
+    fig : Figure
+        The figure, with a constrained layout.
+    axes : ndarray of Axes of shape (nrows * ncols,)
+        The panels in row-major order.
+
+    Examples
+    --------
+    >>> fig, axes = new_figure(3)
+    >>> axes.shape, fig.get_size_inches().round(1).tolist()
+    ((3,), [12.6, 3.8])
+    """
+    ncols = check_int(ncols, "ncols", minimum=1)
+    nrows = check_int(nrows, "nrows", minimum=1)
+    width = check_positive(width, "width")
+    height = check_positive(height, "height")
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes.ravel()
+
+
+def _axes(ax: Axes | None) -> Axes:
+    if ax is None:
+        return new_figure()[1][0]
+    if not isinstance(ax, Axes):
+        raise TypeError(f"`ax` must be a matplotlib Axes or None; got {type(ax).__name__}.")
+    return ax
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy()
+
+
+def _thin(x: np.ndarray, max_points: int, seed: int) -> np.ndarray:
+    """At most ``max_points`` rows of ``x``, a seeded subsample without replacement."""
+    if x.shape[0] <= max_points:
+        return x
+    keep = np.random.default_rng(seed).choice(x.shape[0], size=max_points, replace=False)
+    return x[np.sort(keep)]
+
+
+def plot_samples(
+    x_p: Any,
+    x_q: Any,
+    ax: Axes | None = None,
+    labels: tuple[str, str] = ("P", "Q"),
+    title: str | None = None,
+) -> Axes:
+    """Draw two samples: a scatter of their first two features, or histograms for 1-D data.
+
+    Parameters
+    ----------
+    x_p : array-like or Tensor of shape (n, d) or (n,)
+        First sample (drawn in colour ``C0``).
+    x_q : array-like or Tensor of shape (m, d) or (m,)
+        Second sample (drawn in colour ``C1``), with the same number of features.
+    ax : Axes, default=None
+        Where to draw; default: the single panel of a new figure (``ax.figure``).
+    labels : tuple of two str, default=("P", "Q")
+        Legend entries of the two samples.
+    title : str, default=None
+        Title of the panel.
+
+    Returns
+    -------
+    Axes
+        The panel drawn on. For d >= 2 it holds one scatter collection per sample (features
+        beyond the first two are not shown; each sample is thinned to at most 3000 points by
+        a fixed-seed subsample); for d = 1 one filled step histogram per sample, on shared bins.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For invalid samples (see :func:`ratiokit.discrepancy`), ``labels`` that are not two
+        strings, or an ``ax`` that is not an Axes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gen = np.random.default_rng(0)
+    >>> ax = plot_samples(gen.normal(size=(100, 2)), gen.normal(1.0, 1.0, size=(80, 2)))
+    >>> len(ax.collections), [t.get_text() for t in ax.get_legend().get_texts()]
+    (2, ['P (n=100)', 'Q (n=80)'])
+    """
+    a, b = as_sample_pair(x_p, x_q, min_samples=1)
+    labels = _check_labels(labels)
+    ax = _axes(ax)
+    p, q = _to_numpy(a), _to_numpy(b)
+    if p.shape[1] == 1:
+        pooled = np.concatenate([p[:, 0], q[:, 0]])
+        bins = np.histogram_bin_edges(pooled, bins="auto")
+        bins = bins if len(bins) <= 81 else np.linspace(pooled.min(), pooled.max(), 81)
+        for values, label, color in ((p[:, 0], labels[0], P_COLOR), (q[:, 0], labels[1], Q_COLOR)):
+            ax.hist(
+                values,
+                bins=bins,
+                density=True,
+                histtype="stepfilled",
+                alpha=0.45,
+                color=color,
+                edgecolor=color,
+                label=f"{label} (n={len(values)})",
+            )
+        ax.set_xlabel("x")
+        ax.set_ylabel("density")
+        ax.legend(loc="upper left", fontsize="small")
+    else:
+        n_max = max(p.shape[0], q.shape[0])
+        size = float(np.clip(5000.0 / min(n_max, MAX_SCATTER_POINTS), 2.0, 16.0))
+        for k, (values, label, color) in enumerate(
+            ((p, labels[0], P_COLOR), (q, labels[1], Q_COLOR))
+        ):
+            shown = _thin(values, MAX_SCATTER_POINTS, seed=k)
+            ax.scatter(
+                shown[:, 0],
+                shown[:, 1],
+                s=size,
+                alpha=0.5,
+                color=color,
+                linewidths=0,
+                label=f"{label} (n={values.shape[0]})",
+            )
+        ax.set_xlabel("x[0]")
+        ax.set_ylabel("x[1]")
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.legend(loc="upper left", fontsize="small", markerscale=max(1.0, 16.0 / size) ** 0.5)
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def plot_null_distribution(
+    null_distribution: Any,
+    statistic: float,
+    ax: Axes | None = None,
+    *,
+    label: str = "observed",
+    color: str = "C3",
+    title: str | None = None,
+) -> Axes:
+    """Draw a null distribution as a histogram and the observed statistic as a vertical line.
+
+    Parameters
+    ----------
+    null_distribution : array-like of shape (k,)
+        Statistics under the null hypothesis (e.g. from permutations), at least 2 values.
+    statistic : float
+        The observed statistic.
+    ax : Axes, default=None
+        Where to draw; default: the single panel of a new figure.
+    label : str, default="observed"
+        Legend entry of the observed statistic (its value is appended).
+    color : str, default="C3"
+        Colour of the histogram and the line.
+    title : str, default=None
+        Title of the panel.
+
+    Returns
+    -------
+    Axes
+        The panel, holding one histogram patch and one line.
+
+    Raises
+    ------
+    ValueError
+        If ``null_distribution`` is not a finite 1-D sample of at least 2 values, or
+        ``statistic`` is not finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ax = plot_null_distribution(np.random.default_rng(0).normal(size=200), 3.5)
+    >>> len(ax.patches), len(ax.lines)
+    (1, 1)
+    """
+    null = _to_numpy(as_sample(null_distribution, "null_distribution"))
+    if null.shape[1] != 1:
+        raise ValueError(
+            "`null_distribution` must be a 1-D array of shape (n_statistics,); "
+            f"got shape {null.shape}."
+        )
+    statistic = float(statistic)
+    if not np.isfinite(statistic):
+        raise ValueError(f"`statistic` must be a finite number; got {statistic!r}.")
+    ax = _axes(ax)
+    ax.hist(
+        null[:, 0],
+        bins=min(40, max(5, null.shape[0] // 5)),
+        density=True,
+        histtype="stepfilled",
+        alpha=0.35,
+        color=color,
+        edgecolor=color,
+        label=f"null ({null.shape[0]} draws)",
+    )
+    ax.axvline(statistic, color=color, linewidth=2.0, label=f"{label} = {statistic:.3g}")
+    ax.set_xlabel("statistic")
+    ax.set_ylabel("density")
+    ax.legend(loc="upper right", fontsize="small")
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def _check_labels(labels: Any) -> tuple[str, str]:
+    if (
+        isinstance(labels, str)
+        or not isinstance(labels, Sequence)
+        or len(labels) != 2
+        or not all(isinstance(s, str) for s in labels)
+    ):
+        raise TypeError(f"`labels` must be a pair of strings; got {labels!r}.")
+    return labels[0], labels[1]
+
+
+def plot_statistics(
+    names: Sequence[str],
+    statistics: Sequence[float],
+    null_sds: Sequence[float],
+    ax: Axes | None = None,
+    *,
+    title: str | None = "signal vs. null spread",
+) -> Axes:
+    """Bars of statistics in units of their null standard deviation, with the +-2 sd band.
+
+    The scale is linear within 4 sd of 0 and logarithmic beyond, so a statistic at noise
+    level and one hundreds of sd away both show; a bar inside the shaded band is
+    indistinguishable from noise.
+
+    Parameters
+    ----------
+    names : sequence of str
+        One tick label per statistic.
+    statistics : sequence of float
+        The statistics (e.g. MMD^2), finite.
+    null_sds : sequence of float
+        The standard deviation of each statistic under the null hypothesis P = Q (positive).
+    ax : Axes, default=None
+        Where to draw; default: the single panel of a new figure.
+    title : str or None, default="signal vs. null spread"
+        Title of the panel.
+
+    Returns
+    -------
+    Axes
+        The panel; ``ax.containers[0]`` holds one bar per statistic, annotated with its
+        value.
+
+    Raises
+    ------
+    ValueError
+        If the sequences are empty or differ in length, a statistic is not finite, or a null
+        standard deviation is not positive.
+
+    Examples
+    --------
+    >>> ax = plot_statistics(["shifted", "same"], [0.03, -0.0002], [0.0003, 0.0003])
+    >>> len(ax.containers[0])  # one bar per statistic
+    2
+    """
+    if not (len(names) == len(statistics) == len(null_sds)) or len(names) == 0:
+        raise ValueError(
+            "`names`, `statistics` and `null_sds` must be non-empty and of one length; "
+            f"got {len(names)}, {len(statistics)} and {len(null_sds)}."
+        )
+    values = np.asarray(statistics, dtype=float)
+    sds = np.asarray(null_sds, dtype=float)
+    if not (np.all(np.isfinite(values)) and np.all(np.isfinite(sds)) and np.all(sds > 0)):
+        raise ValueError(
+            "`statistics` must be finite and `null_sds` finite and positive; "
+            f"got {values.tolist()} and {sds.tolist()}."
+        )
+    ax = _axes(ax)
+    z = values / sds
+    positions = np.arange(len(names))
+    ax.axhspan(-2.0, 2.0, color="0.6", alpha=0.35, linewidth=0, label="null: within ±2 sd")
+    ax.bar(positions, z, width=0.6, color="C2", label="statistic / null sd")
+    ax.axhline(0.0, color="0.3", linewidth=0.8)
+    for x, v, zi in zip(positions, values, z, strict=True):
+        ax.annotate(
+            f"{v:.2g}\n({zi:.1f} sd)",
+            (x, max(zi, 2.0)),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize="small",
+        )
+    low = min(-4.0, float(z.min()) * 1.5)
+    high = max(8.0, float(z.max()) * 4.0)
+    ax.set_yscale("symlog", linthresh=4.0)
+    ax.set_ylim(low, high)
+    # Ticks at the band's edges and at powers of ten beyond the linear part.
+    decades = [10.0**k for k in range(1, int(np.log10(max(high, -low))) + 1)]
+    ticks = [-d for d in decades if -d >= low][::-1] + [-2.0, 0.0, 2.0] + decades
+    ax.set_yticks([t for t in ticks if low <= t <= high])
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda t, _pos: f"{t:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(positions, list(names))
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylabel("statistic in null standard deviations")
+    ax.legend(loc="upper right", fontsize="small")
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def mmd_demo_figure(
+    pairs: Sequence[tuple[str, Any, Any]],
+    statistics: Sequence[float],
+    null_sds: Sequence[float],
+    *,
+    labels: tuple[str, str] | Sequence[tuple[str, str]] = ("P", "Q"),
+    title: str | None = None,
+) -> Figure:
+    """One panel of samples per pair, and a panel comparing their statistics to the null.
+
+    The last panel is :func:`plot_statistics`: each pair's statistic in units of its null
+    standard deviation.
+
+    Parameters
+    ----------
+    pairs : sequence of (str, array-like, array-like)
+        ``(name, x_p, x_q)`` for each pair (see :func:`plot_samples`).
+    statistics : sequence of float
+        The statistic (e.g. MMD^2) of each pair.
+    null_sds : sequence of float
+        The standard deviation of each pair's statistic under the null hypothesis P = Q
+        (positive).
+    labels : pair of str, or a sequence of them (one per pair), default=("P", "Q")
+        Legend entries of the two samples of each pair.
+    title : str, default=None
+        Title of the whole figure.
+
+    Returns
+    -------
+    Figure
+        ``len(pairs) + 1`` panels in one row.
+
+    Raises
+    ------
+    ValueError
+        If ``pairs``, ``statistics``, ``null_sds`` (and a per-pair ``labels``) differ in
+        length or are empty, a statistic is not finite or a null standard deviation is not
+        positive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gen = np.random.default_rng(0)
+    >>> x, y = gen.normal(size=(50, 2)), gen.normal(size=(50, 2))
+    >>> fig = mmd_demo_figure([("same", x, y)], [0.001], [0.004], labels=[("Q", "Q'")])
+    >>> len(fig.axes)
+    2
+    """
+    if len(labels) == 2 and all(isinstance(s, str) for s in labels):
+        per_pair = [_check_labels(labels)] * len(pairs)
+    else:
+        per_pair = [_check_labels(pair_labels) for pair_labels in labels]
+    if len(per_pair) != len(pairs):
+        raise ValueError(
+            f"`labels` must be one pair of strings or one per pair; got {len(per_pair)} "
+            f"for {len(pairs)} pairs."
+        )
+    if not (len(pairs) == len(statistics) == len(null_sds)) or len(pairs) == 0:
+        raise ValueError(
+            "`pairs`, `statistics` and `null_sds` must be non-empty and of one length; "
+            f"got {len(pairs)}, {len(statistics)} and {len(null_sds)}."
+        )
+    fig, axes = new_figure(len(pairs) + 1)
+    for ax, (name, x_p, x_q), pair_labels in zip(axes, pairs, per_pair, strict=False):
+        plot_samples(x_p, x_q, ax=ax, labels=pair_labels, title=name)
+    plot_statistics([name for name, _, _ in pairs], statistics, null_sds, ax=axes[-1])
+    if title is not None:
+        fig.suptitle(title)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
+    """Write ``fig`` to ``path`` (format from the suffix), creating parent folders.
+
+    Parameters
+    ----------
+    fig : Figure
+        The figure to write.
+    path : str or path-like
+        Destination, e.g. ``"out/mmd_demo.png"``.
+    dpi : int, default=120
+        Resolution of raster formats.
+
+    Returns
+    -------
+    Path
+        The path written.
+
+    Raises
+    ------
+    TypeError
+        If ``fig`` is not a matplotlib Figure.
+    """
+    if not isinstance(fig, Figure):
+        raise TypeError(f"`fig` must be a matplotlib Figure; got {type(fig).__name__}.")
+    dpi = check_int(dpi, "dpi", minimum=1)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    return out
