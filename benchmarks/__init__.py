@@ -1,0 +1,1 @@
+"""Benchmarks for ratiokit: ``python -m benchmarks [suite ...] [--quick]`` (see README.md)."""
