@@ -9,10 +9,13 @@ from ratiokit.kernels import Kernel
 from ratiokit.methods import (
     METHODS,
     MMD,
+    Classifier,
     Discrepancy,
     EnergyDistance,
+    FDivergence,
     KernelMeanMatching,
     MomentMatching,
+    NeuralBregman,
     get_method,
 )
 from ratiokit.ratio import RatioEstimator, discrepancy, divergence, estimate_ratio
@@ -23,12 +26,15 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "METHODS",
     "MMD",
+    "Classifier",
     "Discrepancy",
     "DivergenceResult",
     "EnergyDistance",
+    "FDivergence",
     "Kernel",
     "KernelMeanMatching",
     "MomentMatching",
+    "NeuralBregman",
     "RatioEstimator",
     "TwoSampleTestResult",
     "__version__",

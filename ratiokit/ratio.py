@@ -50,7 +50,7 @@ def _divergence_value(
     method: Discrepancy, kind: str, x_p: torch.Tensor, x_q: torch.Tensor
 ) -> float:
     with torch.no_grad():
-        if kind in method.divergence_kinds:
+        if kind in method.kinds:
             return float(method.estimate_divergence(kind, x_p, x_q))
         return float(_plugin(kind, method.log_ratio(x_p), method.log_ratio(x_q)))
 
@@ -110,7 +110,8 @@ def discrepancy(
 
 def _divergence_iv(kind: Any, method: str | Discrepancy, n_bootstrap: Any) -> Discrepancy:
     check_choice(kind, "kind", KINDS)
-    estimator = get_method(method)
+    # A name gets the instance configured for `kind` (e.g. the matching f for "fdiv").
+    estimator = METHODS[method].for_divergence(kind) if method in METHODS else get_method(method)
     if not _can_estimate(type(estimator), kind):
         able = sorted(name for name, cls in METHODS.items() if _can_estimate(cls, kind))
         raise ValueError(

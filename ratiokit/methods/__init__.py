@@ -9,6 +9,9 @@ from __future__ import annotations
 import copy
 
 from ratiokit.methods._base import Discrepancy
+from ratiokit.methods.bregman import NeuralBregman
+from ratiokit.methods.classifier import Classifier
+from ratiokit.methods.fdiv import FDivergence
 from ratiokit.methods.kmm import KernelMeanMatching
 from ratiokit.methods.mmd import MMD, EnergyDistance
 from ratiokit.methods.moments import MomentMatching
@@ -16,15 +19,21 @@ from ratiokit.methods.moments import MomentMatching
 __all__ = [
     "METHODS",
     "MMD",
+    "Classifier",
     "Discrepancy",
     "EnergyDistance",
+    "FDivergence",
     "KernelMeanMatching",
     "MomentMatching",
+    "NeuralBregman",
     "get_method",
 ]
 
 METHODS: dict[str, type[Discrepancy]] = {
+    "bregman": NeuralBregman,
+    "classifier": Classifier,
     "energy": EnergyDistance,
+    "fdiv": FDivergence,
     "kmm": KernelMeanMatching,
     "mmd": MMD,
     "moments": MomentMatching,

@@ -57,6 +57,16 @@ class Discrepancy(nn.Module):
             "choose a method with `has_log_ratio`."
         )
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Divergences this instance estimates itself (a subset of ``divergence_kinds``)."""
+        return self.divergence_kinds
+
+    @classmethod
+    def for_divergence(cls, kind: str) -> Discrepancy:
+        """A default instance configured to estimate ``kind`` (e.g. the matching f)."""
+        return cls()
+
     def estimate_divergence(self, kind: str, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
         """The method's own estimate of divergence ``kind`` (one of ``divergence_kinds``)."""
         raise NotImplementedError(
