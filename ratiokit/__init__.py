@@ -20,6 +20,7 @@ from ratiokit.methods import (
 )
 from ratiokit.ratio import RatioEstimator, discrepancy, divergence, estimate_ratio
 from ratiokit.results import DivergenceResult, TwoSampleTestResult
+from ratiokit.two_sample import two_sample_test
 
 __version__ = "0.1.0.dev0"
 
@@ -42,4 +43,5 @@ __all__ = [
     "divergence",
     "estimate_ratio",
     "get_method",
+    "two_sample_test",
 ]

@@ -1,0 +1,740 @@
+"""Tests for two_sample_test and the permutation engine (ratiokit/two_sample.py, _permutation.py).
+
+References are brute force: every statistic of a relabelling is recomputed from scratch on the
+relabelled samples with the NumPy code in tests/reference.py (full Gram matrices), and exact
+p-values by looping over all combinations with itertools.
+"""
+
+import itertools
+import math
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from ratiokit import _permutation as engine
+from ratiokit.kernels import Kernel
+from ratiokit.methods import Discrepancy
+from ratiokit.methods.mmd import MMD, EnergyDistance
+from ratiokit.two_sample import (
+    DeepKernelMMD,
+    MMDAgg,
+    OptimizedMMD,
+    RandomFeatureMMD,
+    two_sample_test,
+)
+from tests import reference
+
+# Statistics computed by tiles (BLAS, blocked sums) and by full NumPy Gram matrices agree to
+# ~1e-13 relative in float64; 1e-10 leaves room for cancellation in the U-statistic.
+RTOL = 1e-10
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny problems: threads only add overhead on the shared 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def normal(n, d, seed, shift=0.0, scale=1.0):
+    return np.random.default_rng(seed).normal(shift, scale, size=(n, d))
+
+
+def brute_exact(stat, x, y, alternative="greater"):
+    """All C(n+m, n) relabellings by itertools, in lexicographic order, and the exact p-value."""
+    pooled, n = np.concatenate([x, y]), len(x)
+    values = []
+    for rows in itertools.combinations(range(len(pooled)), n):
+        mask = np.zeros(len(pooled), dtype=bool)
+        mask[list(rows)] = True
+        values.append(stat(pooled[mask], pooled[~mask]))
+    values = np.array(values)
+    obs = stat(x, y)
+    tol = 1e-9 * max(abs(obs), np.abs(values).max())
+    greater = np.mean(values >= obs - tol)
+    less = np.mean(values <= obs + tol)
+    p = {"greater": greater, "less": less, "two-sided": min(1.0, 2 * min(greater, less))}
+    return values, p[alternative]
+
+
+# --- test-only methods (the interface a new method would use) ------------------------------
+
+
+class LogisticRatio(Discrepancy):
+    """A learned ratio: quadratic logistic regression fitted by Newton's method (no rng)."""
+
+    name: ClassVar[str] = "logistic"
+    has_log_ratio: ClassVar[bool] = True
+    learned_critic: ClassVar[bool] = True
+
+    def __init__(self):
+        super().__init__()
+        self.coef_ = None
+
+    @staticmethod
+    def _features(x):
+        x = x.to(torch.float64)
+        return torch.cat([torch.ones(len(x), 1, dtype=x.dtype), x, x * x], 1)
+
+    def fit_critic(self, x_p, x_q, *, rng=None):
+        f = self._features(torch.cat([x_p, x_q]))
+        t = torch.cat([torch.ones(len(x_p)), torch.zeros(len(x_q))]).to(torch.float64)
+        w = torch.zeros(f.shape[1], dtype=torch.float64)
+        for _ in range(25):
+            p = torch.sigmoid(f @ w)
+            hess = f.T @ (f * (p * (1 - p))[:, None]) + 1e-3 * torch.eye(f.shape[1])
+            w = w + torch.linalg.solve(hess, f.T @ (t - p) - 1e-3 * w)
+        self.coef_ = w
+        self.prior_ = math.log(len(x_p) / len(x_q))
+        return self
+
+    def log_ratio(self, x):
+        return self._features(x) @ self.coef_ - self.prior_
+
+    def forward(self, x_p, x_q):
+        return self.log_ratio(x_p).mean() - self.log_ratio(x_q).mean()
+
+
+class MeanGap(Discrepancy):
+    """A non-kernel statistic, ||mean x - mean y||^2: evaluated with torch.func.vmap."""
+
+    name: ClassVar[str] = "mean_gap"
+
+    def forward(self, x_p, x_q):
+        return ((x_p.mean(0) - x_q.mean(0)) ** 2).sum()
+
+
+class ScalarMeanGap(MeanGap):
+    """The same statistic through a Python float: vmap cannot trace it (column-by-column)."""
+
+    name: ClassVar[str] = "scalar_mean_gap"
+
+    def forward(self, x_p, x_q):
+        return torch.tensor(float(((x_p.mean(0) - x_q.mean(0)) ** 2).sum()), dtype=x_p.dtype)
+
+
+def hotelling_reference(x, y):
+    """Hotelling's two-sample T^2 with the pooled covariance (textbook formula, NumPy)."""
+    n, m = len(x), len(y)
+    diff = x.mean(0) - y.mean(0)
+    pooled = ((n - 1) * np.cov(x.T, ddof=1) + (m - 1) * np.cov(y.T, ddof=1)) / (n + m - 2)
+    return n * m / (n + m) * diff @ np.linalg.solve(np.atleast_2d(pooled), diff)
+
+
+class Moments(Discrepancy):
+    """Stands in for MomentMatching: the hotelling_t2(x_p, x_q) -> (t2, df1, df2) hook."""
+
+    name: ClassVar[str] = "moments_stub"
+
+    def hotelling_t2(self, x_p, x_q):
+        n, m, d = len(x_p), len(x_q), x_p.shape[1]
+        diff = x_p.mean(0) - x_q.mean(0)
+        cx, cy = x_p - x_p.mean(0), x_q - x_q.mean(0)
+        pooled = (cx.T @ cx + cy.T @ cy) / (n + m - 2)
+        t2 = n * m / (n + m) * diff @ torch.linalg.solve(pooled, diff)
+        return t2, d, n + m - d - 1
+
+    def forward(self, x_p, x_q):
+        return self.hotelling_t2(x_p, x_q)[0]
+
+
+# --- errors --------------------------------------------------------------------------------
+
+X, Y = normal(20, 2, 0), normal(15, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"method": "mdm"}, ValueError, r"`method` must be one of \[.*'mmdagg'.*\] or a Discrep"),
+        ({"method": 3}, TypeError, "`method` must be a method name or a Discrepancy"),
+        ({"n_permutations": 0}, ValueError, r"`n_permutations` must be an integer >= 1; got 0\."),
+        ({"n_permutations": 9.5}, TypeError, r"`n_permutations` must be an integer; got 9\.5\."),
+        (
+            {"alternative": "bigger"},
+            ValueError,
+            r"`alternative` must be one of \['greater', 'less', 'two-sided'\]; got 'bigger'\.",
+        ),
+        ({"progress": "yes"}, TypeError, r"`progress` must be None, True or False; got 'yes'\."),
+        ({"rng": "seed"}, TypeError, "`rng` must be None, an int"),
+        ({"rng": -1}, ValueError, "`rng` must be a non-negative integer seed"),
+        ({"device": "bogus"}, ValueError, r"`device` must be a torch device .*; got 'bogus'\."),
+    ],
+)
+def test_settings_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        two_sample_test(X, Y, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "method", "match"),
+    [
+        (np.full((5, 2), np.nan), Y, "mmd", r"`x` must hold finite values; got NaN or inf in 5"),
+        (X, np.zeros((3, 2, 2)), "mmd", r"`y` must be a 2-D array .*; got shape \(3, 2, 2\)\."),
+        (X, normal(15, 3, 1), "mmd", r"`x` and `y` must have the same number of features; got 2"),
+        (X[:1], Y, "mmd", r"`x` must have at least 2 samples; got 1\."),
+        (X[:3], Y, OptimizedMMD(), "must each have at least 4 samples for method 'mmd_opt'"),
+        (X, Y, MMDAgg(null="wild"), r"same number of samples for `null`='wild'.*; got 20 and 15"),
+        (np.ones((6, 2)), np.ones((6, 2)), "mmdagg", "`bandwidths`='auto' is undefined for const"),
+    ],
+)
+def test_sample_errors(x, y, method, match):
+    with pytest.raises(ValueError, match=match):
+        two_sample_test(x, y, method=method)
+
+
+def test_string_data_is_a_type_error():
+    with pytest.raises(TypeError, match="`x` must be an array of real numbers; got an array of"):
+        two_sample_test(np.array([["a", "b"], ["c", "d"]]), Y)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: MMDAgg(kernels="energy"), ValueError, r"`kernels` must be one of \['gaussian'"),
+        (lambda: MMDAgg(kernels=()), ValueError, "`kernels` must name at least one kernel"),
+        (lambda: MMDAgg(bandwidths=[1.0, -1.0]), ValueError, r"`bandwidths` must be a positive"),
+        (lambda: MMDAgg(bandwidths=[]), ValueError, "`bandwidths` must hold at least one value"),
+        (lambda: MMDAgg(bandwidths="med"), ValueError, r"`bandwidths` must be one of \['auto'\]"),
+        (lambda: MMDAgg(bandwidths=2.0), TypeError, "`bandwidths` must be 'auto' or a sequence"),
+        (
+            lambda: MMDAgg(null="boot"),
+            ValueError,
+            r"`null` must be one of \['permutation', 'wild'",
+        ),
+        (lambda: MMDAgg(n_bandwidths=0), ValueError, "`n_bandwidths` must be an integer >= 1"),
+        (lambda: OptimizedMMD(kernel="energy"), ValueError, r"`kernel` must be one of \['gauss"),
+        (lambda: OptimizedMMD(reg=0.0), ValueError, "`reg` must be a positive real number"),
+        (
+            lambda: RandomFeatureMMD(estimator="linear"),
+            ValueError,
+            r"`estimator` must be one of \['biased', 'unbiased'\]; got 'linear'\.",
+        ),
+        (lambda: RandomFeatureMMD(n_features=0), ValueError, "`n_features` must be an integer"),
+        (lambda: DeepKernelMMD(hidden=(0,)), ValueError, "`hidden` must be an integer >= 1"),
+        (lambda: DeepKernelMMD(lr=-1.0), ValueError, "`lr` must be a positive real number"),
+    ],
+)
+def test_method_setting_errors(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_unfitted_random_features_and_deep_kernel_raise():
+    x = torch.zeros(4, 2, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="RandomFeatureMMD has no frequencies yet"):
+        RandomFeatureMMD()(x, x)
+    with pytest.raises(RuntimeError, match="DeepKernelMMD has no kernel yet"):
+        DeepKernelMMD()(x, x)
+
+
+def test_non_finite_held_out_scores_are_reported():
+    class Broken(LogisticRatio):
+        def log_ratio(self, x):
+            return torch.full((len(x),), float("nan"), dtype=torch.float64)
+
+    with pytest.raises(ValueError, match="returned non-finite log-ratios on the held-out"):
+        two_sample_test(X, Y, method=Broken())
+
+
+# --- the engine against brute force --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "bandwidth"), [("gaussian", 1.3), ("laplace", (0.7, 2.0)), ("energy", 1.0)]
+)
+@pytest.mark.parametrize("estimator", ["unbiased", "biased", "linear"])
+def test_batched_null_equals_brute_force(name, bandwidth, estimator):
+    n, m = 13, 9
+    z = normal(n + m, 3, 2)
+    labels = engine.draw_labels(n, m, 40, np.random.default_rng(3))
+    kernel = Kernel(name, bandwidth)
+    zt = torch.as_tensor(z)
+    if estimator == "linear":
+        values = engine.linear_mmd2(kernel, zt, labels, batch_size=7).numpy()
+    else:
+        forms = engine.dense_forms(
+            zt, engine.kernel_tiles([kernel]), 1, labels, tile_size=5, batch_size=6
+        )
+        values = forms.mmd2(n, m, estimator)[0].numpy()
+    mat = labels.matrix.numpy()
+    for c in range(mat.shape[1]):
+        # Each group in increasing row order (the pairing of the linear statistic).
+        expected = reference.mmd2(name, z[mat[:, c]], z[~mat[:, c]], bandwidth, estimator)
+        assert values[c] == pytest.approx(expected, rel=RTOL, abs=1e-14)
+
+
+@pytest.mark.keops
+def test_keops_forms_equal_dense_forms():
+    n, m = 30, 25
+    z = torch.as_tensor(normal(n + m, 2, 4))
+    labels = engine.draw_labels(n, m, 20, np.random.default_rng(5))
+    kernel = Kernel("gaussian", 0.9)
+    dense = engine.dense_forms(z, engine.kernel_tiles([kernel]), 1, labels, tile_size=16)
+    lazy = engine.keops_forms(kernel, z, labels, batch_size=8)
+    for est in ("unbiased", "biased"):
+        torch.testing.assert_close(lazy.mmd2(n, m, est), dense.mmd2(n, m, est), rtol=RTOL, atol=0)
+
+
+def test_dense_products_equal_gram_matrix_products():
+    z = torch.as_tensor(normal(23, 2, 6))
+    w = torch.as_tensor(normal(23, 3, 7))
+    kernels = [Kernel("gaussian", 0.5), Kernel("imq", 2.0)]
+    out = engine.dense_products(z, engine.kernel_tiles(kernels), 2, w, tile_size=8)
+    for k, kernel in enumerate(kernels):
+        gram = reference.gram(kernel.name, z.numpy(), z.numpy(), kernel.bandwidths)
+        np.testing.assert_allclose(out[k].numpy(), gram @ w.numpy(), rtol=RTOL)
+
+
+def test_feature_forms_equal_low_rank_gram():
+    n, m = 11, 8
+    phi = normal(n + m, 5, 8)
+    labels = engine.draw_labels(n, m, 15, np.random.default_rng(9))
+    forms = engine.feature_forms(torch.as_tensor(phi), labels, batch_size=4)
+    gram, mat = phi @ phi.T, labels.matrix.numpy().astype(float)
+    np.testing.assert_allclose(forms.q[0].numpy(), np.einsum("ic,ij,jc->c", mat, gram, mat))
+    np.testing.assert_allclose(forms.r[0].numpy(), mat.T @ gram.sum(1))
+    np.testing.assert_allclose(forms.t[0].numpy(), mat.T @ np.diag(gram))
+
+
+def test_labels_exact_enumeration_and_random_draws():
+    exact = engine.draw_labels(3, 2, 10, np.random.default_rng(0))  # C(5, 3) = 10 <= 10
+    mat = exact.matrix.numpy()
+    assert exact.exact and mat.shape == (5, 10)
+    assert {tuple(np.flatnonzero(c)) for c in mat.T} == set(itertools.combinations(range(5), 3))
+    assert tuple(np.flatnonzero(mat[:, 0])) == (0, 1, 2)  # the observed labelling first
+    rand = engine.draw_labels(3, 2, 9, np.random.default_rng(0))  # 10 > 9: random draws
+    assert not rand.exact and rand.matrix.shape == (5, 10)
+    assert (rand.matrix.sum(0) == 3).all()
+    swaps = engine.draw_labels(3, 3, 8, np.random.default_rng(0), scheme="swap")  # 2^3
+    assert swaps.exact and swaps.matrix.shape == (6, 8)
+    # A swap column calls exactly one of x_i, y_i "x" for every pair i.
+    assert (swaps.matrix[:3] ^ swaps.matrix[3:]).all()
+
+
+def test_random_labels_do_not_depend_on_the_chunk_of_columns_used():
+    big = engine.draw_labels(40, 30, 300, np.random.default_rng(11)).matrix
+    small = engine.draw_labels(40, 30, 100, np.random.default_rng(11)).matrix
+    # Drawn in fixed chunks from one stream: the first 101 columns coincide.
+    assert torch.equal(big[:, :101], small)
+
+
+# --- exact and randomized p-values ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_exact_enumeration_equals_brute_force_over_combinations(alternative):
+    x, y = normal(4, 2, 12), normal(3, 2, 13, shift=0.5)
+    mmd = MMD(bandwidth=1.1)
+
+    def stat(a, b):
+        return reference.mmd2("gaussian", a, b, 1.1)
+
+    res = two_sample_test(x, y, method=mmd, n_permutations=99, alternative=alternative, rng=0)
+    values, p = brute_exact(stat, x, y, alternative)
+    assert res.details["exact"] and res.n_permutations == math.comb(7, 4) == len(values)
+    np.testing.assert_allclose(res.null_distribution, values, rtol=RTOL)
+    assert res.pvalue == pytest.approx(p, rel=1e-12)
+    assert res.statistic == pytest.approx(stat(x, y), rel=RTOL)
+
+
+def test_random_null_values_are_relabelling_statistics_and_p_has_the_plus_one_form():
+    x, y = normal(5, 1, 14), normal(5, 1, 15, shift=1.0)
+    values, _ = brute_exact(lambda a, b: reference.mmd2("gaussian", a, b, 0.8), x, y)
+    res = two_sample_test(x, y, method=MMD(bandwidth=0.8), n_permutations=100, rng=1)
+    assert not res.details["exact"] and res.n_permutations == 100  # C(10, 5) = 252 > 100
+    # Every null value is the MMD^2 of some relabelling (one of the 252).
+    gaps = np.abs(res.null_distribution[:, None] - values[None, :]).min(1)
+    assert gaps.max() < 1e-12
+    count = np.sum(res.null_distribution >= res.statistic - 1e-12)
+    assert res.pvalue == (1 + count) / 101
+
+
+def test_random_p_value_approaches_the_exact_one():
+    x, y = normal(5, 2, 16), normal(6, 2, 17, shift=0.4)
+    exact = two_sample_test(x, y, method=MMD(bandwidth=1.0), n_permutations=500, rng=0)
+    rand = two_sample_test(x, y, method=MMD(bandwidth=1.0), n_permutations=400, rng=0)
+    assert exact.details["exact"] and not rand.details["exact"]  # C(11, 5) = 462
+    # The randomized p-value is (1 + Binomial(B, p)) / (1 + B): within 4 binomial sd + 1/B.
+    p, b = exact.pvalue, 400
+    assert abs(rand.pvalue - p) < 4 * math.sqrt(p * (1 - p) / b) + 1 / b
+
+
+def test_wild_bootstrap_enumerates_the_swaps():
+    x, y = normal(5, 1, 18), normal(5, 1, 19, shift=0.7)
+    method = MMDAgg(kernels="gaussian", bandwidths=[0.9], null="wild")
+    res = two_sample_test(x, y, method=method, n_permutations=32, rng=0)
+    assert (
+        res.details["exact"]
+        and res.n_permutations == 32
+        and res.details["null"] == ("wild bootstrap")
+    )
+    # Brute force: the MMD^2 of every swap pattern, ranked; one kernel so min-P is its p-value.
+    stats_ = []
+    for bits in itertools.product([False, True], repeat=5):
+        s = np.array(bits)
+        a, b = np.where(s[:, None], y, x), np.where(s[:, None], x, y)
+        stats_.append(reference.mmd2("gaussian", a, b, 0.9))
+    stats_ = np.array(stats_)
+    p = np.mean(stats_ >= stats_[0] - 1e-12)
+    assert res.pvalue == pytest.approx(p, rel=1e-12)
+    assert res.details["mmd2"][0] == pytest.approx(stats_[0], rel=RTOL)
+
+
+def test_p_value_is_never_zero():
+    x, y = normal(200, 2, 20), normal(200, 2, 21, shift=5.0)
+    res = two_sample_test(x, y, n_permutations=99, rng=0)
+    assert res.pvalue == 1 / 100
+    assert res.null_distribution.max() < res.statistic
+
+
+def test_ties_equal_in_exact_arithmetic_count():
+    # n = m: a relabelling and its complement have the same MMD^2 in exact arithmetic but are
+    # computed by different sums; each must count as a tie, so every count is even.
+    x, y = normal(3, 1, 22), normal(3, 1, 23, shift=2.0)
+    res = two_sample_test(x, y, method=MMD(bandwidth=1.0), n_permutations=99, rng=0)
+    assert res.n_permutations == 20 and res.pvalue == 2 / 20
+    # All points equal: every relabelling ties with the observed one.
+    same = two_sample_test(np.ones((6, 2)), np.ones((6, 2)), method=MMD(bandwidth=1.0), rng=0)
+    assert same.pvalue == 1.0
+
+
+def test_alternatives_follow_their_definitions():
+    x, y = normal(30, 2, 24), normal(30, 2, 25)
+    kw = {"method": MMD(bandwidth=1.0), "n_permutations": 199, "rng": 3}
+    g, lo, two = (two_sample_test(x, y, alternative=a, **kw) for a in ALTS)
+    null, t = g.null_distribution, g.statistic
+    assert g.pvalue == (1 + np.sum(null >= t)) / 200
+    assert lo.pvalue == (1 + np.sum(null <= t)) / 200
+    assert two.pvalue == min(1.0, 2 * min(g.pvalue, lo.pvalue))
+
+
+ALTS = ("greater", "less", "two-sided")
+
+
+# --- statistics, seeds, devices, tiles ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        MMD(bandwidth=0.9),
+        MMD(bandwidth=0.9, estimator="biased"),
+        MMD(bandwidth=0.9, estimator="linear"),
+        MMD("imq", bandwidth=[0.5, 2.0]),
+        EnergyDistance(),
+    ],
+    ids=["unbiased", "biased", "linear", "imq-sum", "energy"],
+)
+def test_statistic_equals_the_method_estimate(method):
+    x, y = normal(40, 3, 26), normal(35, 3, 27, shift=0.3)
+    res = two_sample_test(x, y, method=method, n_permutations=20, rng=0)
+    expected = method(torch.as_tensor(x), torch.as_tensor(y))
+    assert res.statistic == pytest.approx(float(expected), rel=RTOL)
+    assert res.method == method.name
+
+
+def test_median_bandwidth_is_resolved_on_the_pooled_sample():
+    x, y = normal(40, 2, 28), normal(30, 2, 29, shift=0.5)
+    res = two_sample_test(x, y, n_permutations=20, rng=0)
+    h = MMD().fit_critic(torch.as_tensor(x), torch.as_tensor(y)).kernel_.bandwidths[0]
+    assert res.details["bandwidth"] == pytest.approx(h)  # 70 points: no subsample, rng-free
+
+
+def test_seeded_results_are_identical_and_seeds_differ():
+    x, y = normal(50, 2, 30), normal(50, 2, 31, shift=0.2)
+    a = two_sample_test(x, y, n_permutations=99, rng=7)
+    b = two_sample_test(x, y, n_permutations=99, rng=7)
+    c = two_sample_test(x, y, n_permutations=99, rng=8)
+    assert a.pvalue == b.pvalue and np.array_equal(a.null_distribution, b.null_distribution)
+    assert not np.array_equal(a.null_distribution, c.null_distribution)
+
+
+def test_p_values_are_identical_across_tile_and_batch_sizes():
+    x, y = normal(70, 3, 32), normal(50, 3, 33, shift=0.25)
+    results = [
+        two_sample_test(x, y, method=MMD(tile_size=t), n_permutations=199, rng=4)
+        for t in (7, 64, 1024)
+    ]
+    assert len({r.pvalue for r in results}) == 1
+    for r in results[1:]:
+        np.testing.assert_allclose(r.null_distribution, results[0].null_distribution, rtol=RTOL)
+    labels = engine.draw_labels(70, 50, 199, np.random.default_rng(1))
+    z = torch.as_tensor(np.concatenate([x, y]))
+    tiles = engine.kernel_tiles([Kernel("gaussian", 1.5)])
+    p = set()
+    for batch in (1, 13, None):
+        forms = engine.dense_forms(z, tiles, 1, labels, tile_size=32, batch_size=batch)
+        values = forms.mmd2(70, 50, "unbiased")[0].numpy()
+        p.add(engine.pvalue(values[0], values[1:], "greater", exact=False, scale=1.0))
+    assert len(p) == 1
+
+
+@pytest.mark.keops
+def test_keops_backend_gives_the_same_p_value():
+    x, y = normal(60, 2, 34), normal(60, 2, 35, shift=0.3)
+    dense = two_sample_test(x, y, method=MMD(backend="dense"), n_permutations=99, rng=5)
+    lazy = two_sample_test(x, y, method=MMD(backend="keops"), n_permutations=99, rng=5)
+    assert lazy.details["backend"] == "keops" and lazy.pvalue == dense.pvalue
+    np.testing.assert_allclose(lazy.null_distribution, dense.null_distribution, rtol=RTOL)
+
+
+def test_float32_input_gives_the_float64_p_value(device):
+    x, y = normal(60, 2, 36), normal(50, 2, 37, shift=0.3)
+    kw = {"method": MMD(bandwidth=1.0), "n_permutations": 99, "rng": 2, "device": device}
+    r64 = two_sample_test(x, y, **kw)
+    r32 = two_sample_test(x.astype(np.float32), y.astype(np.float32), **kw)
+    # The engine works in float64; only the rounding of the inputs to float32 differs.
+    assert r32.pvalue == r64.pvalue
+    assert r32.statistic == pytest.approx(r64.statistic, rel=1e-5)
+
+
+def test_user_method_is_not_modified():
+    mmd = MMD()
+    two_sample_test(normal(20, 2, 38), normal(20, 2, 39), method=mmd, n_permutations=9)
+    assert mmd.kernel_ is None
+
+
+def test_progress_bar_can_be_forced(capsys):
+    two_sample_test(X, Y, n_permutations=9, progress=True, rng=0)
+    assert "permutation null" in capsys.readouterr().err
+    two_sample_test(X, Y, n_permutations=9, progress=False, rng=0)
+    assert capsys.readouterr().err == ""
+
+
+def test_result_plot_and_reject():
+    res = two_sample_test(normal(40, 2, 40), normal(40, 2, 41, shift=2.0), rng=0)
+    assert res.reject(0.05)
+    ax = res.plot()
+    assert len(ax.lines) == 1
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 12),
+    m=st.integers(2, 12),
+    b=st.integers(1, 60),
+)
+def test_property_p_value_grid_and_row_order_invariance(seed, n, m, b):
+    gen = np.random.default_rng(seed)
+    x, y = gen.normal(size=(n, 2)), gen.normal(size=(m, 2))
+    kw = {"method": MMD(bandwidth=1.0), "n_permutations": b, "rng": seed}
+    res = two_sample_test(x, y, **kw)
+    k = res.pvalue * (res.n_permutations if res.details["exact"] else res.n_permutations + 1)
+    assert 0 < res.pvalue <= 1 and abs(k - round(k)) < 1e-9
+    shuffled = two_sample_test(x[gen.permutation(n)], y[gen.permutation(m)], **kw)
+    assert shuffled.statistic == pytest.approx(res.statistic, rel=1e-9, abs=1e-12)
+
+
+# --- other statistics -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", [MeanGap(), ScalarMeanGap()], ids=["vmap", "loop"])
+def test_generic_statistics_equal_brute_force(method):
+    x, y = normal(4, 2, 42), normal(4, 2, 43, shift=0.8)
+    res = two_sample_test(x, y, method=method, n_permutations=99, rng=0)
+
+    def gap(a, b):
+        return float(((a.mean(0) - b.mean(0)) ** 2).sum())
+
+    values, p = brute_exact(gap, x, y)
+    np.testing.assert_allclose(res.null_distribution, values, rtol=1e-12)
+    assert res.pvalue == pytest.approx(p)
+
+
+def test_hotelling_hook_and_its_f_test():
+    x, y = normal(4, 2, 44), normal(4, 2, 45, shift=0.5)
+    res = two_sample_test(x, y, method=Moments(), n_permutations=99, rng=0)
+    values, p = brute_exact(hotelling_reference, x, y)
+    np.testing.assert_allclose(res.null_distribution, values, rtol=1e-10)
+    assert res.pvalue == pytest.approx(p) and res.statistic == pytest.approx(values[0])
+    # F = (n + m - d - 1) / (d (n + m - 2)) T^2 ~ F(d, n + m - d - 1) (Hotelling, 1931).
+    f = (8 - 2 - 1) / (2 * 6) * values[0]
+    assert res.details["f_pvalue"] == pytest.approx(stats.f.sf(f, 2, 5), rel=1e-10)
+
+
+def test_learned_critic_is_fitted_on_one_part_and_tested_on_the_rest():
+    x, y = normal(90, 1, 46, shift=0.6), normal(70, 1, 47)
+    res = two_sample_test(x, y, method=LogisticRatio(), n_permutations=199, rng=0)
+    d = res.details
+    assert (d["n_x"], d["n_y"], d["n_fit_x"], d["n_fit_y"]) == (35, 35, 55, 35)
+    assert res.statistic > 0 and res.pvalue < 0.05
+    # The held-out set is balanced: the number correct is compared with Binomial(70, 1/2).
+    k = round(d["accuracy"] * 70)
+    assert d["binomial_pvalue"] == pytest.approx(stats.binom.sf(k - 1, 70, 0.5), rel=1e-12)
+    assert 0 < d["accuracy_pvalue"] <= 1
+
+
+def test_learned_statistics_equal_a_direct_computation():
+    # Exact enumeration on the held-out parts (2 + 2 points: C(4, 2) = 6 relabellings).
+    x, y = normal(4, 1, 48, shift=1.0), normal(5, 1, 49)
+    res = two_sample_test(x, y, method=LogisticRatio(), n_permutations=99, rng=0)
+    assert res.details["exact"] and res.n_permutations == 6
+    # In exact arithmetic the six values are +/- three mean differences of the scores.
+    s = np.sort(res.null_distribution)
+    np.testing.assert_allclose(s, -s[::-1], atol=1e-12)
+
+
+# --- MMDAgg, selection, random features, deep kernels ----------------------------------------
+
+
+def test_mmdagg_equals_brute_force_min_p_aggregation():
+    x, y = normal(4, 1, 50), normal(4, 1, 51, shift=1.2)
+    method = MMDAgg(kernels=("gaussian", "laplace"), bandwidths=[0.3, 1.0, 3.0])
+    res = two_sample_test(x, y, method=method, n_permutations=99, rng=0)
+    pooled = np.concatenate([x, y])
+    combos = list(itertools.combinations(range(8), 4))
+    table = np.empty((6, len(combos)))
+    for c, rows in enumerate(combos):
+        mask = np.zeros(8, dtype=bool)
+        mask[list(rows)] = True
+        for k, (name, h) in enumerate(itertools.product(("gaussian", "laplace"), (0.3, 1.0, 3.0))):
+            table[k, c] = reference.mmd2(name, pooled[mask], pooled[~mask], h)
+    ranks = np.mean(table[:, None, :] >= table[:, :, None] - 1e-12, axis=2)  # p_l of each column
+    agg = -np.log(6 * ranks.min(0))
+    assert res.details["exact"] and res.statistic == pytest.approx(agg[0])
+    assert res.pvalue == pytest.approx(np.mean(agg >= agg[0] - 1e-12))
+    np.testing.assert_allclose(res.details["mmd2"], table[:, 0], rtol=RTOL)
+
+
+def test_mmdagg_forward_is_the_mean_mmd_over_the_collection():
+    x, y = torch.as_tensor(normal(30, 2, 52)), torch.as_tensor(normal(25, 2, 53, shift=0.5))
+    agg = MMDAgg(bandwidths=[0.5, 2.0]).fit_critic(x, y)
+    expected = np.mean(
+        [
+            reference.mmd2(k, x.numpy(), y.numpy(), h)
+            for k in ("gaussian", "laplace")
+            for h in (0.5, 2.0)
+        ]
+    )
+    assert float(agg(x, y)) == pytest.approx(expected, rel=RTOL)
+    assert len(agg.collection_) == 4
+
+
+def test_power_criterion_equals_a_dense_computation():
+    x, y = normal(30, 2, 54), normal(20, 2, 55, scale=1.5)
+    mmd = OptimizedMMD(bandwidths=[0.3, 1.0, 3.0]).fit_critic(
+        torch.as_tensor(x), torch.as_tensor(y)
+    )
+    for h, value in zip(mmd.candidates_, mmd.criterion_, strict=True):
+        kxx = reference.gram("gaussian", x, x, h)
+        kyy = reference.gram("gaussian", y, y, h)
+        kxy = reference.gram("gaussian", x, y, h)
+        a = (kxx.sum(1) - 1) / 29 - kxy.mean(1)
+        b = (kyy.sum(1) - 1) / 19 - kxy.mean(0)
+        var = 4 * a.var(ddof=1) / 30 + 4 * b.var(ddof=1) / 20
+        assert value == pytest.approx((a.mean() + b.mean()) / np.sqrt(var + 1e-8), rel=RTOL)
+    assert mmd.kernel_.bandwidths == (mmd.candidates_[int(np.argmax(mmd.criterion_))],)
+
+
+def test_optimized_mmd_finds_a_small_scale_difference_the_median_misses():
+    # Q: points of P moved by a tiny 0.05 in a random direction on a 2-D grid of spread 10.
+    # At the median bandwidth (~10) the two look identical; at ~0.05 they do not.
+    gen = np.random.default_rng(56)
+    grid = np.repeat(gen.uniform(0, 10, size=(30, 2)), 10, axis=0)
+    x = grid + 0.01 * gen.normal(size=grid.shape)
+    y = grid + 0.05 * gen.normal(size=grid.shape)
+    median = two_sample_test(x, y, n_permutations=99, rng=0)
+    chosen = two_sample_test(x, y, method="mmd_opt", n_permutations=99, rng=0)
+    assert median.pvalue > 0.05 and chosen.pvalue == 0.01
+    assert chosen.details["bandwidth"] < 0.2 * median.details["bandwidth"]
+
+
+def test_random_feature_mmd_is_the_mmd_of_its_feature_kernel():
+    x, y = torch.as_tensor(normal(25, 3, 57)), torch.as_tensor(normal(20, 3, 58, shift=0.4))
+    for est in ("unbiased", "biased"):
+        rff = RandomFeatureMMD(bandwidth=1.5, n_features=64, estimator=est).fit_critic(x, y, rng=0)
+        fx, fy = rff.features(x).numpy(), rff.features(y).numpy()
+        kxx, kyy, kxy = fx @ fx.T, fy @ fy.T, fx @ fy.T
+        if est == "biased":
+            expected = kxx.mean() + kyy.mean() - 2 * kxy.mean()
+        else:
+            expected = (
+                (kxx.sum() - np.trace(kxx)) / (25 * 24)
+                + (kyy.sum() - np.trace(kyy)) / (20 * 19)
+                - 2 * kxy.mean()
+            )
+        assert float(rff(x, y)) == pytest.approx(expected, rel=RTOL)
+        res = two_sample_test(x, y, method=rff, n_permutations=20, rng=0)
+        # two_sample_test redraws the frequencies from its own stream; its statistic is the
+        # same kind of estimate: check it against the exact Gaussian-kernel MMD^2 instead.
+        exact = reference.mmd2("gaussian", x.numpy(), y.numpy(), 1.5, est)
+        assert abs(res.statistic - exact) < 0.1
+
+
+@pytest.mark.parametrize(
+    ("name", "alpha"), [("gaussian", 1.0), ("laplace", 1.0), ("imq", 1.0), ("rq", 2.0)]
+)
+def test_random_features_approximate_each_kernel(name, alpha):
+    # phi(a)' phi(b) averages F = 4000 cosines bounded by 1: its sd is below 1/sqrt(2F) ~ 0.011
+    # (|cos| <= 1, Var(cos) <= 1/2); 0.06 is over 5 sd for each of the 40 pairs.
+    x = torch.as_tensor(normal(8, 3, 59))
+    y = torch.as_tensor(normal(5, 3, 60))
+    rff = RandomFeatureMMD(name, bandwidth=1.3, n_features=4000, alpha=alpha)
+    rff.fit_critic(x, y, rng=1)
+    approx = (rff.features(x) @ rff.features(y).T).numpy()
+    exact = reference.gram(name, x.numpy(), y.numpy(), 1.3, alpha)
+    assert np.abs(approx - exact).max() < 0.06
+
+
+def test_deep_kernel_trains_and_tests_on_held_out_data():
+    x, y = normal(120, 2, 61), normal(120, 2, 62, scale=1.8)
+    method = DeepKernelMMD(hidden=(16,), n_features=4, max_steps=40, batch_size=64)
+    res = two_sample_test(x, y, method=method, n_permutations=99, rng=0)
+    assert res.details["n_fit_x"] == 60 and res.details["kernel"] == "deep"
+    assert res.pvalue == 0.01
+    # forward is the unbiased MMD^2 of its kernel: compare with the dense Gram matrix.
+    fitted = DeepKernelMMD(hidden=(8,), n_features=3, max_steps=3, tile_size=7)
+    fitted.fit_critic(torch.as_tensor(x[:30]), torch.as_tensor(y[:30]), rng=1)
+    a, b = torch.as_tensor(x[:20]), torch.as_tensor(y[:17])
+    with torch.no_grad():
+        w = fitted._augment(torch.cat([a, b]))
+        k = fitted._tile(w, w, True).numpy()
+    expected = (
+        (k[:20, :20].sum() - 20) / 380
+        + (k[20:, 20:].sum() - 17) / (17 * 16)
+        - 2 * k[:20, 20:].mean()
+    )
+    with torch.no_grad():
+        assert float(fitted(a, b)) == pytest.approx(expected, rel=RTOL)
+
+
+def test_test_only_methods_are_reachable_by_name():
+    x, y = normal(30, 2, 63), normal(30, 2, 64)
+    for name in ("mmdagg", "mmd_opt", "mmd_rff"):
+        assert two_sample_test(x, y, method=name, n_permutations=19, rng=0).method == name
+
+
+# --- registered methods with their own test statistics ---------------------------------------
+
+
+def test_moment_matching_batched_hotelling_equals_its_hotelling_t2():
+    moments = pytest.importorskip("ratiokit.methods.moments")
+    x, y = normal(5, 2, 65), normal(4, 2, 66, shift=0.5)
+    for method in (moments.MomentMatching("mean"), moments.MomentMatching(ridge=0.1)):
+        res = two_sample_test(x, y, method=method, n_permutations=200, rng=0)
+        values, p = brute_exact(lambda a, b, mm=method: mm.hotelling_t2(a, b).t2, x, y)
+        assert res.details["exact"] and res.n_permutations == 126
+        np.testing.assert_allclose(res.null_distribution, values, rtol=1e-9)
+        assert res.pvalue == pytest.approx(p)
+        assert res.details["f_pvalue"] == pytest.approx(method.hotelling_t2(x, y).pvalue)
+
+
+def test_ratio_defined_only_at_fitted_points_is_tested_by_its_forward():
+    kmm = pytest.importorskip("ratiokit.methods.kmm")
+    method = kmm.KernelMeanMatching(bandwidth=1.0)
+    if not method.learned_critic:
+        pytest.skip("kernel mean matching is tested on all the data")
+    x, y = normal(8, 2, 67), normal(8, 2, 68, shift=0.5)
+    res = two_sample_test(x, y, method=method, n_permutations=99, rng=0)
+    assert res.details["statistic"] == "forward" and res.n_permutations == 70  # C(8, 4)
+    # forward is the biased MMD^2 with its kernel; the held-out points are 4 of each sample.
+    assert res.null_distribution.min() >= 0
