@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # KeOps compiles each formula once; keep its cache with this checkout's environment.
 export KEOPS_CACHE_FOLDER ?= $(CURDIR)/.keops_cache
 
-.PHONY: demo test lint bench doctor clean
+.PHONY: demo test test-all lint bench doctor clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -m "not slow"
+
+# Also the long statistical checks (type-I error over 200 seeds, float32 sums at n = 1e5).
+test-all: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
 lint: $(BIN)/.installed
