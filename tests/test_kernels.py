@@ -178,6 +178,10 @@ print(repr(float(out)), repr(float(x.grad.abs().sum())))
 """
 
 
+# Slow, and not yet reliable: it failed once in a fresh clone (an exception inside pykeops'
+# Genred forward in one of the four processes) and passed on every other run. The lock covers
+# compilation through ratiokit; what races outside it is still to be found.
+@pytest.mark.slow
 @pytest.mark.keops
 def test_four_processes_compiling_one_formula(tmp_path):
     # A fresh cache folder: all four processes must compile the same formula (value and
@@ -189,7 +193,7 @@ def test_four_processes_compiling_one_formula(tmp_path):
         for _ in range(4)
     ]  # fmt: skip
     outputs = [p.communicate(timeout=600) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
     # The last line is ours; pykeops prints its compile messages to stdout before it.
     values = {out.strip().splitlines()[-1] for out, _ in outputs}
     assert len(values) == 1  # identical results: nobody loaded a corrupt module
