@@ -169,8 +169,11 @@ def draw_labels(
 
 def group_indices(block: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Row indices of each column's two groups, in increasing order: shapes (c, n), (c, m)."""
-    order = torch.argsort((~block).T.to(torch.int8), dim=1, stable=True)
-    return order[:, :n], order[:, n:]
+    # nonzero lists the True entries of each row of block' in increasing column order.
+    cols = block.shape[1]
+    ix = torch.nonzero(block.T)[:, 1].view(cols, n)
+    iy = torch.nonzero(~block.T)[:, 1].view(cols, block.shape[0] - n)
+    return ix, iy
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,9 +12,11 @@ from ratiokit.methods._base import Discrepancy
 from ratiokit.methods.bregman import NeuralBregman
 from ratiokit.methods.classifier import Classifier
 from ratiokit.methods.fdiv import FDivergence
+from ratiokit.methods.kliep import KLIEP
 from ratiokit.methods.kmm import KernelMeanMatching
 from ratiokit.methods.mmd import MMD, EnergyDistance
 from ratiokit.methods.moments import MomentMatching
+from ratiokit.methods.ulsif import ULSIF, RuLSIF
 
 __all__ = [
     "METHODS",
@@ -23,9 +25,12 @@ __all__ = [
     "Discrepancy",
     "EnergyDistance",
     "FDivergence",
+    "KLIEP",
     "KernelMeanMatching",
     "MomentMatching",
     "NeuralBregman",
+    "RuLSIF",
+    "ULSIF",
     "get_method",
 ]
 
@@ -34,9 +39,12 @@ METHODS: dict[str, type[Discrepancy]] = {
     "classifier": Classifier,
     "energy": EnergyDistance,
     "fdiv": FDivergence,
+    "kliep": KLIEP,
     "kmm": KernelMeanMatching,
     "mmd": MMD,
     "moments": MomentMatching,
+    "rulsif": RuLSIF,
+    "ulsif": ULSIF,
 }
 
 
