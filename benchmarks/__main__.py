@@ -13,6 +13,7 @@ import sys
 #: Suite name -> module (run from the repository root).
 SUITES: dict[str, str] = {
     "kernels": "benchmarks.kernels_scaling",
+    "ratio": "benchmarks.ratio_accuracy",
 }
 
 
