@@ -293,7 +293,7 @@ def _statistics(
 ) -> _Statistics:
     """Dispatch on the Discrepancy interface: every column's statistic, observed first."""
     if hasattr(estimator, "hotelling_t2"):
-        return _hotelling_statistics(estimator, a, b, labels)
+        return _hotelling_statistics(estimator, a, b, labels, progress)
     z = torch.cat([a, b]).detach()
     if estimator.learned_critic and estimator.has_log_ratio:
         scores = _held_out_scores(estimator, z)
@@ -304,7 +304,11 @@ def _statistics(
         return own(z, labels, progress)
     if isinstance(estimator, MMD):
         return _mmd_statistics(estimator, a, b, labels, progress)
-    values = vmap_statistics(estimator, z, labels).cpu().numpy()
+    # stacklevel 4: a warning points at the user's call of two_sample_test.
+    values = vmap_statistics(
+        estimator, z, labels, progress=progress, name=f"of {estimator.name!r}", stacklevel=4
+    )
+    values = values.cpu().numpy()
     return _Statistics(values, float(np.abs(values).max()), {"statistic": "forward"})
 
 
@@ -334,7 +338,7 @@ def _mmd_statistics(
         "estimator": estimator.estimator,
     }
     if estimator.estimator == "linear":
-        values = linear_mmd2(kernel, z, labels)
+        values = linear_mmd2(kernel, z, labels, progress=progress)
         scale = float(kernel_pointwise(kernel, z[:-1], z[1:]).abs().mean())
         return _Statistics(values.cpu().numpy(), scale, details)
     backend = _engine_backend(estimator.backend, n + m, z.device)
@@ -406,7 +410,11 @@ def _score_statistics(name: str, scores: torch.Tensor, labels: LabelMatrix) -> _
 
 
 def _hotelling_statistics(
-    estimator: Discrepancy, a: torch.Tensor, b: torch.Tensor, labels: LabelMatrix
+    estimator: Discrepancy,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    labels: LabelMatrix,
+    progress: bool | None,
 ) -> _Statistics:
     """Hotelling's T^2 of every relabelling, with the F-test p-value of the observed one.
 
@@ -424,9 +432,12 @@ def _hotelling_statistics(
         values = _batched_hotelling(s, float(estimator.ridge), labels)
     else:
         values = vmap_statistics(
-            lambda p, q: torch.tensor(float(estimator.hotelling_t2(p, q)[0]), dtype=torch.float64),
+            lambda p, q: torch.as_tensor(estimator.hotelling_t2(p, q)[0], dtype=torch.float64),
             z,
             labels,
+            progress=progress,
+            name=f"hotelling_t2 of {estimator.name!r}",
+            stacklevel=5,
         )
     f_stat = float(t2) * float(df2) / (float(df1) * (float(df1) + float(df2) - 1.0))
     details = {
@@ -889,7 +900,7 @@ class RandomFeatureMMD(MMD):
     def _permutation_statistics(
         self, z: torch.Tensor, labels: LabelMatrix, progress: bool | None
     ) -> _Statistics:
-        forms = feature_forms(self.features(z.to(torch.float64)), labels)
+        forms = feature_forms(self.features(z.to(torch.float64)), labels, progress=progress)
         values = forms.mmd2(labels.n, z.shape[0] - labels.n, self.estimator)[0]
         kernel = self.resolved_kernel(z[: labels.n], z[labels.n :])
         details = {

@@ -7,6 +7,7 @@ p-values by looping over all combinations with itertools.
 
 import itertools
 import math
+import time
 from typing import ClassVar
 
 import numpy as np
@@ -502,11 +503,69 @@ def test_user_method_is_not_modified():
     assert mmd.kernel_ is None
 
 
-def test_progress_bar_can_be_forced(capsys):
-    two_sample_test(X, Y, n_permutations=9, progress=True, rng=0)
+@pytest.mark.parametrize(
+    "method",
+    [
+        MMD(bandwidth=1.0),
+        MMD(bandwidth=1.0, estimator="linear"),
+        MMDAgg(bandwidths=[0.5, 2.0]),
+        RandomFeatureMMD(bandwidth=1.0, n_features=8),
+        MeanGap(),
+    ],
+    ids=["dense", "linear", "mmdagg", "features", "vmap"],
+)
+def test_progress_bar_can_be_forced_on_every_path(capsys, method):
+    two_sample_test(X, Y, method=method, n_permutations=9, progress=True, rng=0)
     assert "permutation null" in capsys.readouterr().err
-    two_sample_test(X, Y, n_permutations=9, progress=False, rng=0)
+    two_sample_test(X, Y, method=method, n_permutations=9, progress=False, rng=0)
     assert capsys.readouterr().err == ""
+
+
+class SlowMeanGap(ScalarMeanGap):
+    """The per-relabelling path with a known cost: 15 ms per statistic."""
+
+    name: ClassVar[str] = "slow_mean_gap"
+
+    def forward(self, x_p, x_q):
+        time.sleep(0.015)
+        return super().forward(x_p, x_q)
+
+
+def test_progress_bar_appears_by_itself_after_a_second(capsys):
+    # 100 statistics of 15 ms each: about 1.5 s, so progress=None shows the bar (tqdm's delay
+    # of 1 s); the same test with 9 relabellings takes 0.15 s and shows nothing.
+    with pytest.warns(UserWarning, match="cannot be vectorised"):
+        two_sample_test(X, Y, method=SlowMeanGap(), n_permutations=99, rng=0)
+    assert "permutation null" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="cannot be vectorised"):
+        two_sample_test(X, Y, method=SlowMeanGap(), n_permutations=9, rng=0)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_statistic_that_vmap_cannot_trace_warns_at_the_callers_line():
+    with pytest.warns(UserWarning, match=r"statistic of 'scalar_mean_gap' cannot be vect") as rec:
+        two_sample_test(X, Y, method=ScalarMeanGap(), n_permutations=9, rng=0)
+    assert rec[0].filename == __file__
+
+
+def test_tiles_of_tiny_bandwidths_have_no_subnormal_values():
+    # Points 0 to 40 apart and bandwidths down to 1e-3: most kernel values are far below the
+    # smallest normal float64 (2.2e-308), where exp returns slow subnormals. Tiles evaluate
+    # them as about exp(-700) ~ 1e-304 instead; every value still matches the NumPy Gram
+    # matrix to 1e-12 relative or 1e-300 absolute.
+    z = normal(60, 2, 69, scale=10.0)
+    kernels = [
+        Kernel("gaussian", 0.05),
+        Kernel("laplace", (1e-3, 1.0)),
+        Kernel("rq", 0.05, alpha=2.0),
+        Kernel("imq", 1e-3),
+    ]
+    tile = engine.kernel_tiles(kernels)(torch.as_tensor(z), torch.as_tensor(z), True).numpy()
+    for value, kernel in zip(tile, kernels, strict=True):
+        expected = reference.gram(kernel.name, z, z, kernel.bandwidths, kernel.alpha)
+        np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-300)
+        assert np.all(np.abs(value) >= np.finfo(np.float64).tiny)
+    assert (reference.gram("gaussian", z, z, 0.05) < np.finfo(np.float64).tiny).mean() > 0.9
 
 
 def test_result_plot_and_reject():
@@ -538,6 +597,7 @@ def test_property_p_value_grid_and_row_order_invariance(seed, n, m, b):
 
 
 @pytest.mark.parametrize("method", [MeanGap(), ScalarMeanGap()], ids=["vmap", "loop"])
+@pytest.mark.filterwarnings("ignore:the statistic of 'scalar_mean_gap' cannot be vectorised")
 def test_generic_statistics_equal_brute_force(method):
     x, y = normal(4, 2, 42), normal(4, 2, 43, shift=0.8)
     res = two_sample_test(x, y, method=method, n_permutations=99, rng=0)
@@ -731,10 +791,14 @@ def test_moment_matching_batched_hotelling_equals_its_hotelling_t2():
 def test_ratio_defined_only_at_fitted_points_is_tested_by_its_forward():
     kmm = pytest.importorskip("ratiokit.methods.kmm")
     method = kmm.KernelMeanMatching(bandwidth=1.0)
-    if not method.learned_critic:
-        pytest.skip("kernel mean matching is tested on all the data")
     x, y = normal(8, 2, 67), normal(8, 2, 68, shift=0.5)
     res = two_sample_test(x, y, method=method, n_permutations=99, rng=0)
-    assert res.details["statistic"] == "forward" and res.n_permutations == 70  # C(8, 4)
-    # forward is the biased MMD^2 with its kernel; the held-out points are 4 of each sample.
-    assert res.null_distribution.min() >= 0
+    # The held-out halves, as two_sample_test splits them (the first of three streams spawned
+    # from rng: one permutation of each sample's rows, the first half held out).
+    split = np.random.default_rng(0).spawn(3)[0]
+    a, b = x[split.permutation(8)[:4]], y[split.permutation(8)[:4]]
+    # forward is the biased MMD^2 with its kernel: brute force over all C(8, 4) relabellings.
+    values, p = brute_exact(lambda u, v: reference.mmd2("gaussian", u, v, 1.0, "biased"), a, b)
+    assert res.details["exact"] and res.n_permutations == 70
+    np.testing.assert_allclose(res.null_distribution, values, rtol=RTOL)
+    assert res.pvalue == pytest.approx(p) and res.details["estimator"] == "biased"
