@@ -10,6 +10,7 @@ split.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -224,10 +225,9 @@ def evaluate_critic(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     ValueError
         If the output has another shape.
     """
-    dtype = next(
-        (t.dtype for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()),
-        x.dtype,
-    )
+    # Lazily: stop at the first floating tensor (this runs on every step of a training loop).
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    dtype = next((t.dtype for t in tensors if t.is_floating_point()), x.dtype)
     out = module(x.to(dtype))
     if out.shape not in ((x.shape[0],), (x.shape[0], 1)):
         raise ValueError(

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DivergenceResult", "TwoSampleTestResult"]
+__all__ = ["DivergenceResult", "TrainHistory", "TwoSampleTestResult"]
 
 
 def _short(value: Any) -> str:
@@ -102,3 +102,30 @@ class DivergenceResult(_CompactRepr):
     standard_error: float | None = None
     bootstrap: np.ndarray | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class TrainHistory(_CompactRepr):
+    """Record of a training run of :func:`ratiokit._train.train`, one entry per step.
+
+    Attributes
+    ----------
+    step : ndarray of int64, shape (n_steps,)
+        Step numbers, from 1.
+    model_loss : ndarray of float64, shape (n_steps,)
+        The model's (generative) loss on the step's minibatch, before its update.
+    critic_loss : ndarray of float64, shape (n_steps,)
+        Mean of the step's critic losses, before each update; NaN for a method without
+        trainable critic parameters (no critic steps).
+    wall_time : ndarray of float64, shape (n_steps,)
+        Seconds of training from the start of the run to the end of each step (a resumed
+        run continues from the time saved in its checkpoint).
+    """
+
+    step: np.ndarray
+    model_loss: np.ndarray
+    critic_loss: np.ndarray
+    wall_time: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.step.shape[0])

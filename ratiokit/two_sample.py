@@ -1041,16 +1041,7 @@ class DeepKernelMMD(Discrepancy):
         """Train ``phi`` and the kernel's scales on (x_p, x_q) for the power criterion."""
         x_p, x_q = as_sample_pair(x_p, x_q, min_samples=2, dtype=torch.float64)
         gen = check_rng(0 if rng is None else rng)
-        with fork_torch_rng(gen, x_p.device):
-            net = _feature_network(x_p.shape[1], self.hidden, self.n_features)
-        self.network_ = net.to(device=x_p.device, dtype=torch.float64)
-        with torch.no_grad():
-            pooled = torch.cat([x_p, x_q])
-            spread = [pooled, self.network_(pooled)]
-            init = [float(torch.pdist(s[:_GRID_SAMPLES]).median()) for s in reversed(spread)]
-        self.log_scales_ = nn.Parameter(torch.tensor(init, dtype=torch.float64).log())
-        self.logit_eps_ = nn.Parameter(torch.tensor(-5.0, dtype=torch.float64))
-        self.to(x_p.device)
+        self.init_critic(x_p, x_q, rng=gen)
         optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
         history = np.empty(self.max_steps)
         n, m = x_p.shape[0], x_q.shape[0]
@@ -1063,6 +1054,28 @@ class DeepKernelMMD(Discrepancy):
             optimizer.step()
             history[step] = float(value.detach())
         self.history_ = history
+        return self
+
+    def init_critic(
+        self, x_p: torch.Tensor, x_q: torch.Tensor, *, rng: Any = None
+    ) -> DeepKernelMMD:
+        """Build ``phi`` and the kernel's scales for samples like (x_p, x_q), untrained.
+
+        For a training loop (an MMD-GAN with learned kernel features): the critic's
+        parameters ascend the unbiased MMD^2 (:meth:`critic_loss` is ``-forward``).
+        """
+        x_p, x_q = as_sample_pair(x_p, x_q, min_samples=2, dtype=torch.float64)
+        gen = check_rng(0 if rng is None else rng)
+        with fork_torch_rng(gen, x_p.device):
+            net = _feature_network(x_p.shape[1], self.hidden, self.n_features)
+        self.network_ = net.to(device=x_p.device, dtype=torch.float64)
+        with torch.no_grad():
+            pooled = torch.cat([x_p, x_q])
+            spread = [pooled, self.network_(pooled)]
+            init = [float(torch.pdist(s[:_GRID_SAMPLES]).median()) for s in reversed(spread)]
+        self.log_scales_ = nn.Parameter(torch.tensor(init, dtype=torch.float64).log())
+        self.logit_eps_ = nn.Parameter(torch.tensor(-5.0, dtype=torch.float64))
+        self.to(x_p.device)
         return self
 
     def _total(self, u: torch.Tensor, v: torch.Tensor, same: bool) -> torch.Tensor:

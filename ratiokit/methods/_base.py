@@ -37,6 +37,17 @@ class Discrepancy(nn.Module):
         Divergences the method estimates with an estimator of its own
         (:meth:`estimate_divergence`); every ratio method also gets plug-in estimates from
         :meth:`log_ratio` through :func:`ratiokit.divergence`.
+    refit_per_batch : bool
+        Whether a training loop solves :meth:`fit_critic` on every minibatch before the
+        model's step (closed-form critics whose :meth:`forward` reads the fitted solution).
+
+    Notes
+    -----
+    Training hooks (the alternating loop of :mod:`ratiokit._train`): :meth:`init_critic`
+    builds the trainable critic without training it; the critic's parameters descend
+    :meth:`critic_loss` (default ``-forward``: they ascend the discrepancy); the model
+    descends :meth:`generator_loss` (default ``forward``); :meth:`critic_score` is the
+    per-row critic output that a gradient penalty differentiates.
     """
 
     name: ClassVar[str]
@@ -45,6 +56,7 @@ class Discrepancy(nn.Module):
     ratio_anywhere: ClassVar[bool] = True
     learned_critic: ClassVar[bool] = False
     divergence_kinds: ClassVar[tuple[str, ...]] = ()
+    refit_per_batch: ClassVar[bool] = False
 
     def forward(self, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
         """Estimate D(P, Q) from ``x_p`` (n, d) ~ P and ``x_q`` (m, d) ~ Q as a 0-d tensor."""
@@ -77,3 +89,41 @@ class Discrepancy(nn.Module):
     def fit_critic(self, x_p: torch.Tensor, x_q: torch.Tensor, *, rng: Any = None) -> Discrepancy:
         """Solve the method's closed-form critic on (x_p, x_q); the default has none."""
         return self
+
+    # ------------------------------------------------------------------ training hooks
+
+    def init_critic(self, x_p: torch.Tensor, x_q: torch.Tensor, *, rng: Any = None) -> Discrepancy:
+        """Build the trainable critic for samples like (x_p, x_q), untrained; default: none."""
+        return self
+
+    def critic_loss(self, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
+        """The loss the critic's parameters descend on one minibatch: ``-forward(x_p, x_q)``."""
+        return -self(x_p, x_q)
+
+    def generator_loss(
+        self, x_p: torch.Tensor, x_q: torch.Tensor, *, saturating: bool = False
+    ) -> torch.Tensor:
+        """The loss a model sampling ``x_q`` descends: ``forward`` (either form by default).
+
+        ``saturating=True`` asks for the minimax loss ``forward(x_p, x_q)``; ``False`` for a
+        non-saturating form, where a method has one (it keeps the same fixed points but
+        stronger gradients while the critic separates the samples easily).
+        """
+        return self(x_p, x_q)
+
+    def critic_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The critic's scalar output at the rows of ``x``, shape (n,), for gradient penalties.
+
+        Default: :meth:`log_ratio` for ratio methods.
+
+        Raises
+        ------
+        NotImplementedError
+            For a method without a per-row critic.
+        """
+        if not self.has_log_ratio:
+            raise NotImplementedError(
+                f"method {self.name!r} has no per-row critic score for a gradient penalty; "
+                "set `gradient_penalty` to 0."
+            )
+        return self.log_ratio(x)

@@ -242,16 +242,7 @@ class NeuralBregman(Discrepancy):
         x_p, x_q = as_sample_pair(x_p, x_q, min_samples=self.min_samples)
         x_p, x_q = x_p.detach(), x_q.detach()
         gen = check_rng(rng)
-        self.critic_ = make_critic(
-            self.critic,
-            x_p,
-            x_q,
-            hidden=self.hidden,
-            activation=self.activation,
-            spectral_norm=self.spectral_norm,
-            rng=gen,
-        )
-        self.n_features_in_ = x_p.shape[1]
+        self.init_critic(x_p, x_q, rng=gen)
         self.history_ = train_critic(
             lambda _, a, b: self._loss(a, b),
             self.critic_,
@@ -267,6 +258,54 @@ class NeuralBregman(Discrepancy):
             progress=self.progress,
         )
         return self
+
+    def init_critic(self, x_p: Any, x_q: Any, *, rng: Any = None) -> NeuralBregman:
+        """Build the network ``V = log r`` for samples like ``x_p``, ``x_q``, untrained.
+
+        For a training loop (a b-GAN): the critic descends :meth:`critic_loss`, the
+        (non-negative) Bregman risk that :meth:`fit_critic` minimises.
+
+        Raises
+        ------
+        ValueError
+            If a sample is invalid.
+        """
+        x_p, x_q = as_sample_pair(x_p, x_q, min_samples=self.min_samples)
+        self.critic_ = make_critic(
+            self.critic,
+            x_p.detach(),
+            x_q.detach(),
+            hidden=self.hidden,
+            activation=self.activation,
+            spectral_norm=self.spectral_norm,
+            rng=check_rng(rng),
+        )
+        self.history_ = None
+        self.n_features_in_ = x_p.shape[1]
+        return self
+
+    def critic_loss(self, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
+        """The risk training minimises: non-negative ``BR_f`` (plain with ``correction=0``)."""
+        return self._loss(x_p, x_q).to(x_p.dtype)
+
+    def generator_loss(
+        self, x_p: torch.Tensor, x_q: torch.Tensor, *, saturating: bool = False
+    ) -> torch.Tensor:
+        """The loss of a model sampling ``x_q``: ``-E_q[f'(r)]`` (non-saturating).
+
+        ``f'(r)`` is the variational critic ``T`` implied by the ratio (``log r`` for
+        ``f="kl"``, ``log sigmoid V`` for ``"logistic"``), ascended by the model as in
+        f-GANs. ``saturating=True`` gives the minimax loss :meth:`forward`, whose ``x_q``
+        part is ``-E_q[f'(r) r - f(r)]``.
+        """
+        if saturating:
+            return self(x_p, x_q)
+        _, fprime_q = _terms(self.f, self.power_alpha, self._network(x_q))
+        return -fprime_q.mean().to(x_q.dtype)
+
+    def critic_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's output ``V(x) = log r(x)``, shape (n,)."""
+        return self._network(x)
 
     def _network(self, x: torch.Tensor) -> torch.Tensor:
         if self.critic_ is None:

@@ -266,10 +266,10 @@ class Classifier(Discrepancy):
                 self.oof_log_ratio_q_ = self._out_of_fold(x_q, folds_q)
         return self
 
-    def _fit_torch(
+    def _new_critic(
         self, x_p: torch.Tensor, x_q: torch.Tensor, gen: np.random.Generator
     ) -> nn.Module:
-        critic = make_critic(
+        return make_critic(
             self.critic,
             x_p,
             x_q,
@@ -278,6 +278,11 @@ class Classifier(Discrepancy):
             spectral_norm=self.spectral_norm,
             rng=gen,
         )
+
+    def _fit_torch(
+        self, x_p: torch.Tensor, x_q: torch.Tensor, gen: np.random.Generator
+    ) -> nn.Module:
+        critic = self._new_critic(x_p, x_q, gen)
         self.history_.append(
             train_critic(
                 _balanced_logistic_loss,
@@ -309,6 +314,37 @@ class Classifier(Discrepancy):
             estimator = CalibratedClassifierCV(estimator, method=self.calibration)
         return estimator.fit(x[perm].astype(np.float64), y[perm])
 
+    def init_critic(self, x_p: Any, x_q: Any, *, rng: Any = None) -> Classifier:
+        """Build the torch critic for samples like ``x_p``, ``x_q`` without training it.
+
+        For a training loop (a GAN's discriminator): the critic's parameters then descend
+        :meth:`critic_loss`, the balanced logistic loss minus ``log 2``.
+
+        Raises
+        ------
+        TypeError
+            If the critic is a scikit-learn classifier (it has no gradient).
+        ValueError
+            With ``cross_fit`` (one critic is trained), or if a sample is invalid.
+        """
+        if self._is_sklearn:
+            raise TypeError(
+                "`critic` must be a torch module to train in a loop; got "
+                f"{type(self.critic).__name__}, a scikit-learn classifier."
+            )
+        if self.cross_fit is not None:
+            raise ValueError(
+                f"`cross_fit` must be None to train one critic in a loop; got {self.cross_fit}."
+            )
+        x_p, x_q = as_sample_pair(x_p, x_q, min_samples=self.min_samples)
+        self.critics_ = nn.ModuleList(
+            [self._new_critic(x_p.detach(), x_q.detach(), check_rng(rng))]
+        )
+        self.log_prior_, self.history_ = [0.0], []
+        self.oof_log_ratio_p_ = self.oof_log_ratio_q_ = None
+        self.n_features_in_ = x_p.shape[1]
+        return self
+
     def _out_of_fold(self, x: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
         out = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
         for fold in range(len(self.log_prior_)):
@@ -335,6 +371,8 @@ class Classifier(Discrepancy):
     def _log_ratio(self, x: torch.Tensor) -> torch.Tensor:
         if self.critics_ is None:
             raise RuntimeError("Classifier is not fitted yet; call `fit_critic(x_p, x_q)` first.")
+        if len(self.log_prior_) == 1:  # one critic (no cross-fitting): no stack, same values
+            return self._critic_log_ratio(0, x)
         folds = range(len(self.log_prior_))
         return torch.stack([self._critic_log_ratio(k, x) for k in folds]).mean(dim=0)
 
@@ -378,6 +416,12 @@ class Classifier(Discrepancy):
         TypeError
             If the critic is a scikit-learn classifier and an input requires a gradient.
         """
+        self._check_differentiable(x_p, x_q)
+        t_p, t_q = self._log_ratio(x_p), self._log_ratio(x_q)
+        value = math.log(2.0) + 0.5 * (F.logsigmoid(t_p).mean() + F.logsigmoid(-t_q).mean())
+        return value.to(x_p.dtype)
+
+    def _check_differentiable(self, x_p: torch.Tensor, x_q: torch.Tensor) -> None:
         if (
             self._is_sklearn
             and torch.is_grad_enabled()
@@ -388,9 +432,24 @@ class Classifier(Discrepancy):
                 f"requires a gradient); got {type(self.critic).__name__}, a scikit-learn "
                 "classifier, which supports estimation and testing only."
             )
-        t_p, t_q = self._log_ratio(x_p), self._log_ratio(x_q)
-        value = math.log(2.0) + 0.5 * (F.logsigmoid(t_p).mean() + F.logsigmoid(-t_q).mean())
-        return value.to(x_p.dtype)
+
+    def generator_loss(
+        self, x_p: torch.Tensor, x_q: torch.Tensor, *, saturating: bool = False
+    ) -> torch.Tensor:
+        """The loss of a model sampling ``x_q``: ``-E_q[log sigmoid T]`` (non-saturating).
+
+        ``T = log r`` is the discriminator's logit. ``saturating=True`` gives the minimax
+        loss :meth:`forward`, whose ``x_q`` part ``E_q[log sigmoid(-T)] / 2`` flattens where
+        the discriminator rejects the model's samples (Goodfellow et al. 2014, sec. 3).
+        """
+        if saturating:
+            return self(x_p, x_q)
+        self._check_differentiable(x_p, x_q)
+        return -F.logsigmoid(self._log_ratio(x_q)).mean().to(x_q.dtype)
+
+    def critic_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The discriminator's logit ``T(x) = log r(x)`` at the rows of ``x``, shape (n,)."""
+        return self._log_ratio(x)
 
     @property
     def kinds(self) -> tuple[str, ...]:

@@ -340,20 +340,10 @@ class FDivergence(Discrepancy):
         x_p, x_q = as_sample_pair(x_p, x_q, min_samples=self.min_samples)
         x_p, x_q = x_p.detach(), x_q.detach()
         gen = check_rng(rng)
-        critic = make_critic(
-            self.critic,
-            x_p,
-            x_q,
-            hidden=self.hidden,
-            activation=self.activation,
-            spectral_norm=self.spectral_norm,
-            rng=gen,
-        )
-        self.critic_, self.log_norm_ = critic, 0.0
-        self.n_features_in_ = x_p.shape[1]
+        self.init_critic(x_p, x_q, rng=gen)
         self.history_ = train_critic(
             lambda _, a, b: -self._value(a, b),
-            critic,
+            self.critic_,
             x_p,
             x_q,
             max_steps=self.max_steps,
@@ -371,10 +361,59 @@ class FDivergence(Discrepancy):
                 self.log_norm_ = float(torch.logsumexp(v_q, 0)) - math.log(x_q.shape[0])
         return self
 
+    def init_critic(self, x_p: Any, x_q: Any, *, rng: Any = None) -> FDivergence:
+        """Build the network ``V`` for samples like ``x_p``, ``x_q`` without training it.
+
+        For a training loop (an f-GAN): the critic descends :meth:`critic_loss`, ``-forward``.
+
+        Raises
+        ------
+        ValueError
+            If a sample is invalid.
+        """
+        x_p, x_q = as_sample_pair(x_p, x_q, min_samples=self.min_samples)
+        self.critic_ = make_critic(
+            self.critic,
+            x_p.detach(),
+            x_q.detach(),
+            hidden=self.hidden,
+            activation=self.activation,
+            spectral_norm=self.spectral_norm,
+            rng=check_rng(rng),
+        )
+        self.log_norm_, self.history_ = 0.0, None
+        self.n_features_in_ = x_p.shape[1]
+        return self
+
     def _network(self, x: torch.Tensor) -> torch.Tensor:
         if self.critic_ is None:
             raise RuntimeError("FDivergence is not fitted yet; call `fit_critic(x_p, x_q)` first.")
         return evaluate_critic(self.critic_, x)
+
+    def generator_loss(
+        self, x_p: torch.Tensor, x_q: torch.Tensor, *, saturating: bool = False
+    ) -> torch.Tensor:
+        """The loss of a model sampling ``x_q``: ``-E_q[T]`` (non-saturating, Nowozin et al.).
+
+        ``T`` is the critic ``g_f(V)`` (``1 + V`` for ``bound="nwj"``, ``V`` for ``"dv"``);
+        the model ascends it, as in Nowozin, Cseke and Tomioka (2016), sec. 3.2.
+        ``saturating=True`` gives the minimax loss :meth:`forward`, whose ``x_q`` part is
+        ``-E_q[f*(T)]``.
+        """
+        if saturating:
+            return self(x_p, x_q)
+        v_q = self._network(x_q)
+        if self.bound == "nwj":
+            t_q = 1.0 + v_q
+        elif self.bound == "dv":
+            t_q = v_q
+        else:
+            t_q = self.generator.link(v_q)
+        return -t_q.mean().to(x_q.dtype)
+
+    def critic_score(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's output ``V(x)`` (before the output activation), shape (n,)."""
+        return self._network(x)
 
     def _value(self, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
         return _bound(self.generator, self.bound, self._network(x_p), self._network(x_q))

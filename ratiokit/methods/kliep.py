@@ -204,6 +204,7 @@ class KLIEP(Discrepancy):
     name: ClassVar[str] = "kliep"
     has_log_ratio: ClassVar[bool] = True
     learned_critic: ClassVar[bool] = True
+    refit_per_batch: ClassVar[bool] = True
     divergence_kinds: ClassVar[tuple[str, ...]] = ("kl",)
 
     def __init__(

@@ -327,6 +327,7 @@ class RuLSIF(Discrepancy):
     name: ClassVar[str] = "rulsif"
     has_log_ratio: ClassVar[bool] = True
     learned_critic: ClassVar[bool] = True
+    refit_per_batch: ClassVar[bool] = True
     divergence_kinds: ClassVar[tuple[str, ...]] = ("pe",)
 
     def __init__(

@@ -1,0 +1,376 @@
+"""The one alternating min-max loop: critic steps up the discrepancy, model steps down it.
+
+Every registered method trains a model the same way. Per step, ``critic_steps`` Adam steps
+move the method's critic parameters down :meth:`~ratiokit.methods.Discrepancy.critic_loss`
+(up the discrepancy), on fresh data rows and detached model samples; then one Adam step
+moves the model down :meth:`~ratiokit.methods.Discrepancy.generator_loss`. A GAN is this
+loop with ``method="classifier"`` and the non-saturating loss; f-GANs, b-GANs (Bregman),
+GMMNs (MMD), MMD-GANs (a learned kernel) and moment matching are other methods. Methods
+without trainable critic parameters skip the critic steps, and closed-form critics that
+:meth:`forward` reads (``refit_per_batch``: uLSIF, RuLSIF, KLIEP) are solved on every batch.
+
+All randomness comes from ``rng``: the data batches and the model's samples use two
+:class:`torch.Generator` streams, and torch's global RNG (dropout, say) is forked and
+seeded for the run, so the caller's global state is untouched. A checkpoint saves every
+state the loop reads (see :mod:`ratiokit._checkpoint`), so resuming continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ratiokit._checkpoint import load_checkpoint, save_checkpoint
+from ratiokit._rng import check_rng, fork_torch_rng, torch_seed
+from ratiokit._train_state import (
+    NonFiniteLossError,
+    TrainState,
+    check_resumable,
+    ema_update,
+    finite_step,
+    r1_penalty,
+    spectral_normalise,
+)
+from ratiokit._validation import as_sample
+from ratiokit.config import TrainConfig
+from ratiokit.methods import Discrepancy, get_method
+from ratiokit.results import TrainHistory
+
+__all__ = ["NonFiniteLossError", "TrainOutcome", "train"]
+
+#: The run's independent streams, each seeded by one draw from ``rng``, in this order:
+#: torch's global RNG inside the run, data batches, model samples, closed-form refits,
+#: critic initialisation, and spectral normalisation's power-iteration start.
+_STREAMS = ("global", "data", "model", "refit", "init", "spectral")
+
+#: ``sample(n, generator)``: n model samples (n, d), differentiable in the model's
+#: parameters, with all randomness drawn from ``generator``.
+Sampler = Callable[[int, torch.Generator], torch.Tensor]
+
+
+@dataclass(eq=False)
+class TrainOutcome:
+    """What :func:`train` returns: the live trained objects and a frozen history.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The trained model (the one passed in, trained in place).
+    ema_model : torch.nn.Module or None
+        The exponential moving average of the model (``config.ema``), else None.
+    method : Discrepancy
+        The method with its trained critic (trained in place).
+    history : TrainHistory
+    n_steps : int
+        Model steps completed (including those before a resume).
+    interrupted : bool
+        Whether a KeyboardInterrupt ended the run early.
+    """
+
+    model: nn.Module
+    ema_model: nn.Module | None
+    method: Discrepancy
+    history: TrainHistory
+    n_steps: int
+    interrupted: bool
+
+
+def _train_iv(
+    model: Any,
+    sample: Any,
+    data: Any,
+    method: Any,
+    config: Any,
+    checkpoint: Any,
+    resume: Any,
+    callback: Any,
+) -> tuple[Discrepancy, torch.Tensor, Path | None]:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("`model` must have trainable parameters; got none that require grad.")
+    if not callable(sample):
+        raise TypeError(f"`sample` must be callable as sample(n, generator); got {sample!r}.")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"`config` must be a TrainConfig; got {type(config).__name__}.")
+    method = get_method(method) if isinstance(method, str) else method
+    if not isinstance(method, Discrepancy):
+        raise TypeError(
+            f"`method` must be a method name or a Discrepancy; got {type(method).__name__}."
+        )
+    x = as_sample(data, "data")
+    if checkpoint is not None and not isinstance(checkpoint, str | os.PathLike):
+        raise TypeError(f"`checkpoint` must be None or a path; got {type(checkpoint).__name__}.")
+    if not isinstance(resume, bool):
+        raise TypeError(f"`resume` must be True or False; got {resume!r}.")
+    if resume and checkpoint is None:
+        raise ValueError("`checkpoint` must be a path when `resume` is True; got None.")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be None or callable; got {callback!r}.")
+    return method, x, None if checkpoint is None else Path(checkpoint)
+
+
+def _device(model: nn.Module, config: TrainConfig) -> torch.device:
+    if config.device is not None:
+        return torch.device(config.device)
+    first = next((t for t in (*model.parameters(), *model.buffers())), None)
+    return torch.device("cpu") if first is None else first.device
+
+
+def train(
+    model: nn.Module,
+    sample: Sampler,
+    data: Any,
+    method: Discrepancy | str,
+    config: TrainConfig,
+    *,
+    rng: Any = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainOutcome:
+    """Train ``model`` to make its samples indistinguishable from ``data`` under ``method``.
+
+    ``min_model max_critic D(P_data, Q_model)``: per step, ``config.critic_steps`` critic
+    steps on ``method.critic_loss``, then one model step on ``method.generator_loss``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Holds the parameters to fit; trained in place (moved to ``config.device``).
+    sample : callable
+        ``sample(n, generator) -> Tensor (n, d)``: model samples, differentiable in
+        ``model``'s parameters, with all randomness from ``generator`` (owned by the loop,
+        so a resume is bit-identical); e.g. ``lambda n, g: G(torch.randn(n, k, generator=g))``.
+    data : Tensor or array of shape (n, d)
+        Samples from P; cast to the dtype of the model's samples.
+    method : Discrepancy or str
+        Trained in place (its critic is built by ``init_critic``).
+    config : TrainConfig
+    rng : None, int or numpy.random.Generator, default=None
+        Seeds the critic's initialisation, the batches, the model's samples and torch's
+        global RNG inside the run; an int gives bit-identical results on the CPU.
+    checkpoint : str or path-like, default=None
+        Tensor file of the checkpoint (``checkpoint + ".json"`` is its sidecar), written
+        every ``config.checkpoint_every`` steps, at the end and on an interrupt between
+        steps. An existing checkpoint is overwritten unless ``resume``.
+    resume : bool, default=False
+        Continue from ``checkpoint`` if it exists (else start afresh). The settings must
+        match the checkpoint's, except ``max_steps``, ``checkpoint_every`` and ``progress``.
+    callback : callable, default=None
+        ``callback(step, info)`` after each step, ``info`` holding ``model_loss``,
+        ``critic_loss`` and ``wall_time``; raising KeyboardInterrupt stops the run.
+
+    Returns
+    -------
+    TrainOutcome
+        ``interrupted=True`` with the steps done when a KeyboardInterrupt stops the run.
+
+    Raises
+    ------
+    NonFiniteLossError
+        If a loss or gradient becomes NaN or infinite: names the step; the model and the
+        checkpoint on disk keep the last good state, and ``err.outcome`` holds the run.
+    TypeError, ValueError
+        For bad arguments, a checkpoint that is truncated, modified or not plain data, or
+        settings that do not fit the method (a gradient penalty without a critic).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ratiokit.config import TrainConfig
+    >>> data = torch.randn(500, 1, generator=torch.Generator().manual_seed(0)) + 3.0
+    >>> loc = torch.nn.Linear(1, 1)  # x = w z + b
+    >>> out = train(loc, lambda n, g: loc(torch.randn(n, 1, generator=g)), data, "mmd",
+    ...             TrainConfig(max_steps=300, lr=0.05, progress=False), rng=0)
+    >>> round(loc.bias.item()), out.n_steps, out.interrupted  # the mean moved to 3
+    (3, 300, False)
+    """
+    method, x_data, path = _train_iv(
+        model, sample, data, method, config, checkpoint, resume, callback
+    )
+    device = _device(model, config)
+    model.to(device)
+    gen = check_rng(rng)
+    seeds = [torch_seed(gen) for _ in _STREAMS]
+    with fork_torch_rng(seeds[0], device):
+        return _run(model, sample, x_data, method, config, seeds, device, path, resume, callback)
+
+
+def _run(
+    model: nn.Module,
+    sample: Sampler,
+    x_data: torch.Tensor,
+    method: Discrepancy,
+    config: TrainConfig,
+    seeds: list[int],
+    device: torch.device,
+    path: Path | None,
+    resume: bool,
+    callback: Callable[[int, dict[str, float]], None] | None,
+) -> TrainOutcome:
+    data_gen = torch.Generator(device=device).manual_seed(seeds[1])
+    model_gen = torch.Generator(device=device).manual_seed(seeds[2])
+    refit_rng = np.random.default_rng(seeds[3])
+    b = config.batch_size
+    with torch.no_grad():
+        probe = sample(b, model_gen)
+    if not isinstance(probe, torch.Tensor) or probe.shape != (b, x_data.shape[1]):
+        shape = tuple(probe.shape) if isinstance(probe, torch.Tensor) else type(probe).__name__
+        raise ValueError(
+            f"`sample` must return a tensor of shape (n, n_features) = ({b}, "
+            f"{x_data.shape[1]}) for n = {b}; got {shape}."
+        )
+    x_data = x_data.to(device=probe.device, dtype=probe.dtype)
+    n_data = x_data.shape[0]
+
+    def data_batch() -> torch.Tensor:
+        return x_data[torch.randint(n_data, (b,), generator=data_gen, device=x_data.device)]
+
+    method.init_critic(data_batch(), probe, rng=seeds[4])
+    if config.spectral_norm:
+        spectral_normalise(method, seeds[5], device)
+    critic_params = [p for p in method.parameters() if p.requires_grad]
+    if not critic_params and (config.gradient_penalty > 0 or config.spectral_norm):
+        raise ValueError(
+            f"`gradient_penalty` must be 0 and `spectral_norm` False for method "
+            f"{method.name!r}, which has no trainable critic; got {config.gradient_penalty} "
+            f"and {config.spectral_norm}."
+        )
+    model_params = [p for p in model.parameters() if p.requires_grad]
+    state = TrainState(
+        model=model,
+        method=method,
+        model_opt=torch.optim.Adam(model_params, lr=config.lr, betas=config.betas),
+        critic_opt=(
+            torch.optim.Adam(critic_params, lr=config.critic_lr, betas=config.betas)
+            if critic_params
+            else None
+        ),
+        ema_model=copy.deepcopy(model).requires_grad_(False) if config.ema else None,
+        generators={"data": data_gen, "model": model_gen},
+        refit_rng=refit_rng,
+        device=device,
+    )
+    if resume and path is not None:
+        loaded = load_checkpoint(path)
+        if loaded is not None:
+            check_resumable(config, loaded[0]["config"], path)
+            state.restore(*loaded, path)
+    saturating = config.generator_loss == "minimax"
+    penalty = config.gradient_penalty
+    was_training = model.training
+    model.train()
+    method.train()
+    start = time.perf_counter() - state.elapsed
+    saved_at, interrupted = -1, False
+
+    def save() -> None:
+        nonlocal saved_at
+        if path is not None and saved_at != state.step:
+            state.elapsed = time.perf_counter() - start
+            save_checkpoint(path, *state.snapshot(config))
+            saved_at = state.step
+
+    bar = tqdm(
+        total=config.max_steps,
+        initial=min(state.step, config.max_steps),
+        desc=f"train ({method.name})",
+        disable=config.progress is False,
+        delay=0.0 if config.progress else 1.0,
+        leave=False,
+    )
+    try:
+        while state.step < config.max_steps:
+            step = state.step + 1
+            state.at_boundary = False
+            critic_value = math.nan
+            if critic_params:
+                total = 0.0
+                for _ in range(config.critic_steps):
+                    x_p = data_batch()
+                    with torch.no_grad():
+                        x_q = sample(b, model_gen)
+                    with _samples_checked(x_q, step):
+                        loss = method.critic_loss(x_p, x_q)
+                    if penalty > 0:
+                        loss = loss + 0.5 * penalty * r1_penalty(method, x_p)
+                    total += finite_step(state.critic_opt, loss, critic_params, "critic", step)
+                critic_value = total / config.critic_steps
+            x_p, x_q = data_batch(), sample(b, model_gen)
+            if not x_q.requires_grad:
+                raise ValueError(
+                    "`sample` must return samples differentiable in the model's parameters; "
+                    "got a tensor that does not require grad."
+                )
+            with _samples_checked(x_q, step):
+                if method.refit_per_batch:
+                    method.fit_critic(x_p, x_q.detach(), rng=refit_rng)
+                loss = method.generator_loss(x_p, x_q, saturating=saturating)
+            model_value = finite_step(state.model_opt, loss, model_params, "model", step)
+            if state.ema_model is not None:
+                state.ema_count = ema_update(state.ema_model, model, config.ema, state.ema_count)
+            wall = time.perf_counter() - start
+            state.record(step, model_value, critic_value, wall)
+            state.at_boundary = True
+            bar.update()
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                save()
+            if callback is not None:
+                info = {"model_loss": model_value, "critic_loss": critic_value, "wall_time": wall}
+                callback(step, info)
+    except KeyboardInterrupt:
+        interrupted = True
+    except NonFiniteLossError as err:
+        err.outcome = _outcome(state, interrupted=False)
+        raise
+    finally:
+        bar.close()
+        model.train(was_training)
+        if state.ema_model is not None:
+            state.ema_model.train(was_training)
+        method.eval()
+    if state.at_boundary:
+        save()
+    return _outcome(state, interrupted=interrupted)
+
+
+@contextlib.contextmanager
+def _samples_checked(x_q: torch.Tensor, step: int) -> Iterator[None]:
+    """Report a method's error on non-finite model samples as a :class:`NonFiniteLossError`
+    (checked only after an error, so the usual path costs nothing)."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as err:
+        if isinstance(err, NonFiniteLossError) or bool(torch.isfinite(x_q).all()):
+            raise
+        raise NonFiniteLossError(
+            f"the model's samples became non-finite at step {step} (the method then failed: "
+            f"{err}); training stopped before that update, so the model keeps its parameters "
+            f"from step {step - 1} and the checkpoint on disk is the last one written. Lower "
+            "`lr` or check the model for NaN.",
+            step=step,
+        ) from err
+
+
+def _outcome(state: TrainState, *, interrupted: bool) -> TrainOutcome:
+    return TrainOutcome(
+        model=state.model,
+        ema_model=state.ema_model,
+        method=state.method,
+        history=state.history(),
+        n_steps=state.step,
+        interrupted=interrupted,
+    )

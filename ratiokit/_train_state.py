@@ -1,0 +1,251 @@
+"""The state of a training run of :mod:`ratiokit._train`, and the pieces of one step.
+
+:class:`TrainState` holds everything the loop reads between steps (model, critic,
+optimisers, EMA copy and its counter, RNG streams, history) and turns it into a
+checkpoint and back. The step helpers keep the loop short: :func:`finite_step` refuses a
+non-finite loss or gradient before it reaches the parameters, :func:`r1_penalty` is the
+critic's gradient penalty, :func:`ema_update` the model average, and
+:func:`spectral_normalise` wraps the critic's layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ratiokit._rng import fork_torch_rng
+from ratiokit.config import TrainConfig
+from ratiokit.methods import Discrepancy
+from ratiokit.results import TrainHistory
+
+__all__ = [
+    "RESUMABLE",
+    "NonFiniteLossError",
+    "TrainState",
+    "check_resumable",
+    "ema_update",
+    "finite_step",
+    "r1_penalty",
+    "spectral_normalise",
+]
+
+#: Settings that may differ between a checkpoint and the run resuming from it.
+RESUMABLE = ("max_steps", "checkpoint_every", "progress")
+
+#: Layers that :func:`spectral_normalise` wraps.
+_WEIGHTED = (
+    nn.Linear,
+    nn.Bilinear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss or gradient became NaN or infinite; no update was made with it.
+
+    Attributes
+    ----------
+    step : int
+        The step that failed: the model holds its parameters from ``step - 1``.
+    outcome : TrainOutcome or None
+        The run up to the last good step (set by :func:`ratiokit._train.train`).
+    """
+
+    def __init__(self, message: str, *, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+        self.outcome: Any = None
+
+
+def finite_step(
+    optimiser: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    params: list[torch.Tensor],
+    which: str,
+    step: int,
+) -> float:
+    """Back-propagate ``loss`` into ``params`` and step, unless the loss or a gradient is not
+    finite; return the loss as a float (one device synchronisation for both checks).
+
+    Raises
+    ------
+    NonFiniteLossError
+        Before the update, so the parameters keep their last finite values.
+    """
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward(inputs=params)
+    # A NaN or inf in any gradient makes the sum of sums NaN or inf (float64 sums of finite
+    # float32 gradients cannot overflow); one stack, one synchronisation.
+    sums = [p.grad.sum(dtype=torch.float64) for p in params if p.grad is not None]
+    grad_sum = torch.stack(sums).sum() if sums else loss.new_zeros((), dtype=torch.float64)
+    value, grad_sum = torch.stack([loss.detach().double(), grad_sum]).tolist()
+    if not (math.isfinite(value) and math.isfinite(grad_sum)):
+        what = f"loss became {value}" if not math.isfinite(value) else "gradient became non-finite"
+        raise NonFiniteLossError(
+            f"the {which} {what} at step {step}; training stopped before that update, so the "
+            f"model keeps its parameters from step {step - 1} and the checkpoint on disk is "
+            "the last one written. Lower `lr`/`critic_lr`, set a `gradient_penalty`, or check "
+            "the model's samples for NaN.",
+            step=step,
+        )
+    optimiser.step()
+    return value
+
+
+def r1_penalty(method: Discrepancy, x_p: torch.Tensor) -> torch.Tensor:
+    """``E_p |grad_x T(x)|^2`` of the critic's score ``T`` at the data rows (Mescheder et al.
+    2018), differentiable in the critic's parameters."""
+    x = x_p.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(method.critic_score(x).sum(), x, create_graph=True)
+    return grad.square().sum(dim=1).mean()
+
+
+def ema_update(average: nn.Module, model: nn.Module, decay: float, count: int) -> int:
+    """Move ``average`` towards ``model`` with decay ``min(decay, (1 + t) / (10 + t))``, ``t``
+    = ``count`` (a short warm-up); buffers are copied. Returns ``count + 1``."""
+    weight = 1.0 - min(decay, (1.0 + count) / (10.0 + count))
+    with torch.no_grad():
+        for mine, theirs in zip(average.parameters(), model.parameters(), strict=True):
+            mine.lerp_(theirs, weight)
+        for mine, theirs in zip(average.buffers(), model.buffers(), strict=True):
+            mine.copy_(theirs)
+    return count + 1
+
+
+def spectral_normalise(method: Discrepancy, seed: int, device: torch.device) -> None:
+    """Spectral normalisation of every linear and convolution layer of ``method``'s critic
+    that has none yet (its power iteration starts from a vector drawn from ``seed``)."""
+    with fork_torch_rng(seed, device):
+        for module in list(method.modules()):
+            if isinstance(module, _WEIGHTED) and not parametrize.is_parametrized(module, "weight"):
+                nn.utils.parametrizations.spectral_norm(module)
+
+
+def check_resumable(config: TrainConfig, saved: Any, path: Path) -> None:
+    """Raise ValueError unless ``config`` matches the checkpoint's settings ``saved``, except
+    in :data:`RESUMABLE`."""
+    current = config.to_dict()
+    saved = saved if isinstance(saved, dict) else {}
+    for key, value in current.items():
+        if key not in RESUMABLE and saved.get(key) != value:
+            raise ValueError(
+                f"`config` must match the settings of checkpoint {str(path)!r} to resume "
+                f"(all but {list(RESUMABLE)}); got {key}={value!r} where it has "
+                f"{saved.get(key)!r}."
+            )
+
+
+@dataclass(eq=False)
+class TrainState:
+    """Everything a training run reads between steps; the loop mutates it in place."""
+
+    model: nn.Module
+    method: Discrepancy
+    model_opt: torch.optim.Optimizer
+    critic_opt: torch.optim.Optimizer | None
+    ema_model: nn.Module | None
+    generators: dict[str, torch.Generator]
+    refit_rng: np.random.Generator
+    device: torch.device
+    step: int = 0
+    ema_count: int = 0
+    elapsed: float = 0.0
+    #: True between steps (a checkpoint then captures a consistent state).
+    at_boundary: bool = True
+    _log: dict[str, list[float]] = field(
+        default_factory=lambda: {"step": [], "model_loss": [], "critic_loss": [], "wall_time": []}
+    )
+
+    def record(self, step: int, model_loss: float, critic_loss: float, wall: float) -> None:
+        """Log a finished step."""
+        self.step = step
+        for key, value in zip(self._log, (step, model_loss, critic_loss, wall), strict=True):
+            self._log[key].append(value)
+
+    def history(self) -> TrainHistory:
+        """The frozen history so far."""
+        return TrainHistory(
+            step=np.asarray(self._log["step"], dtype=np.int64),
+            model_loss=np.asarray(self._log["model_loss"], dtype=np.float64),
+            critic_loss=np.asarray(self._log["critic_loss"], dtype=np.float64),
+            wall_time=np.asarray(self._log["wall_time"], dtype=np.float64),
+        )
+
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        states = {name: gen.get_state() for name, gen in self.generators.items()}
+        states["torch_cpu"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            states["torch_cuda"] = torch.cuda.get_rng_state(self.device)
+        return states
+
+    def snapshot(self, config: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(tensors, meta)`` for :func:`ratiokit._checkpoint.save_checkpoint`."""
+        tensors = {
+            "model": self.model.state_dict(),
+            "method": self.method.state_dict(),
+            "model_optimizer": self.model_opt.state_dict(),
+            "critic_optimizer": {} if self.critic_opt is None else self.critic_opt.state_dict(),
+            "ema_model": {} if self.ema_model is None else self.ema_model.state_dict(),
+            "rng": self._rng_states(),
+            "history": {
+                key: torch.tensor(values, dtype=torch.int64 if key == "step" else torch.float64)
+                for key, values in self._log.items()
+            },
+        }
+        meta = {
+            "step": self.step,
+            "ema_count": self.ema_count,
+            "elapsed": self.elapsed,
+            "method": self.method.name,
+            "config": config.to_dict(),
+            "numpy_rng": self.refit_rng.bit_generator.state,
+        }
+        return tensors, meta
+
+    def restore(self, meta: dict[str, Any], tensors: dict[str, Any], path: Path) -> None:
+        """Load a checkpoint's state into the live objects (built as for a fresh run).
+
+        Raises
+        ------
+        ValueError
+            If the checkpoint was written for another method, model or critic.
+        """
+        if meta.get("method") != self.method.name:
+            raise ValueError(
+                f"checkpoint {str(path)!r} must come from a run of method "
+                f"{self.method.name!r}; got {meta.get('method')!r}."
+            )
+        try:
+            self.model.load_state_dict(tensors["model"])
+            self.method.load_state_dict(tensors["method"])
+            self.model_opt.load_state_dict(tensors["model_optimizer"])
+            if self.critic_opt is not None:
+                self.critic_opt.load_state_dict(tensors["critic_optimizer"])
+            if self.ema_model is not None:
+                self.ema_model.load_state_dict(tensors["ema_model"])
+            rng = tensors["rng"]
+            for name, gen in self.generators.items():
+                gen.set_state(rng[name])
+            torch.set_rng_state(rng["torch_cpu"])
+            if self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["torch_cuda"], self.device)
+            self.refit_rng.bit_generator.state = meta["numpy_rng"]
+            self.step, self.ema_count = int(meta["step"]), int(meta["ema_count"])
+            self.elapsed = float(meta["elapsed"])
+            self._log = {key: tensors["history"][key].tolist() for key in self._log}
+        except (KeyError, RuntimeError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"checkpoint {str(path)!r} does not fit this model, method and settings: {err}"
+            ) from err
