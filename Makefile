@@ -16,12 +16,15 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 demo: $(BIN)/.installed
 	$(BIN)/ratiokit demo
 
+# The default suite, then the statistical calibration of the two-sample tests (marked slow:
+# type-I error within binomial intervals, uniform p-values, power; a few minutes).
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m slow tests/test_calibration.py
 
-# Also the long statistical checks (type-I error over 200 seeds, float32 sums at n = 1e5).
+# Every test, the other slow checks included (float32 sums at n = 1e5, ...).
 test-all: $(BIN)/.installed
 	$(BIN)/python -m pytest
 

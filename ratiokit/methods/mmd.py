@@ -34,7 +34,9 @@ class MMD(Discrepancy):
     bandwidth : float, sequence of float or "median", default="median"
         A sequence sums one kernel per bandwidth. ``"median"`` takes the median pooled
         pairwise distance, from :meth:`fit_critic` if it was called and otherwise from the
-        samples given to each :meth:`forward` call (detached: no gradient through it).
+        samples given to each :meth:`forward` call (detached: no gradient through it). It
+        sets the kernel's scale to the data's spread, so a test with it has almost no power
+        when P and Q differ at a much smaller scale (see ``docs/two_sample.md``).
     estimator : {"unbiased", "biased", "linear"}, default="unbiased"
     alpha : float, default=1.0
         Shape of the rational quadratic kernel.
