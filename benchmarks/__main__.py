@@ -14,6 +14,7 @@ import sys
 SUITES: dict[str, str] = {
     "kernels": "benchmarks.kernels_scaling",
     "ratio": "benchmarks.ratio_accuracy",
+    "two_sample": "benchmarks.two_sample",
 }
 
 
