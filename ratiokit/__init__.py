@@ -5,6 +5,8 @@ test whether they come from one distribution, and fit simulators by driving that
 difference to zero. Never imports pykeops or matplotlib at import time.
 """
 
+from ratiokit import simulators
+from ratiokit.fitting import fit
 from ratiokit.kernels import Kernel
 from ratiokit.methods import (
     METHODS,
@@ -19,7 +21,7 @@ from ratiokit.methods import (
     get_method,
 )
 from ratiokit.ratio import RatioEstimator, discrepancy, divergence, estimate_ratio
-from ratiokit.results import DivergenceResult, TwoSampleTestResult
+from ratiokit.results import DivergenceResult, FitResult, TwoSampleTestResult
 from ratiokit.two_sample import two_sample_test
 
 __version__ = "0.1.0.dev0"
@@ -32,6 +34,7 @@ __all__ = [
     "DivergenceResult",
     "EnergyDistance",
     "FDivergence",
+    "FitResult",
     "Kernel",
     "KernelMeanMatching",
     "MomentMatching",
@@ -42,6 +45,8 @@ __all__ = [
     "discrepancy",
     "divergence",
     "estimate_ratio",
+    "fit",
     "get_method",
+    "simulators",
     "two_sample_test",
 ]

@@ -22,8 +22,7 @@ O(tile) too); the KeOps backend reduces a ``LazyTensor`` and never forms the mat
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,11 +30,7 @@ import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
 
-try:  # POSIX: serialise KeOps compilation across processes
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
-
+from ratiokit._keops import cache_lock, keops_available
 from ratiokit._rng import check_rng
 from ratiokit._validation import check_choice, check_positive
 
@@ -197,15 +192,6 @@ def median_bandwidth(
     return float(dist.median())
 
 
-def keops_available() -> bool:
-    """True when pykeops imports (it is imported lazily, never at ratiokit import)."""
-    try:
-        import pykeops.torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def select_backend(backend: str, n: int, m: int, device: torch.device) -> str:
     """Resolve ``backend="auto"``: KeOps on a GPU or for large CPU problems, else dense.
 
@@ -308,27 +294,6 @@ def _keops_reduce(
 _KEOPS_READY: set[tuple] = set()
 
 
-@contextlib.contextmanager
-def _keops_cache_lock() -> Iterator[None]:
-    """Exclusive inter-process lock on the KeOps build folder.
-
-    pykeops writes a formula's C++ source and compiles it to its final path without a lock, so
-    processes compiling one formula at once can read each other's half-written files.
-    """
-    import pykeops
-
-    folder = pykeops.get_build_folder()
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, ".ratiokit.lock"), "a") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _keops_prepare(
     kernel: Kernel, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, acc: torch.dtype
 ) -> None:
@@ -339,7 +304,7 @@ def _keops_prepare(
     key = (shape, x.shape[1], w.shape[1], x.dtype, x.device.type, acc, grads)
     if key in _KEOPS_READY:
         return
-    with _keops_cache_lock():
+    with cache_lock():
         pairs = zip((x, y, w), grads, strict=True)
         tiny = [t[:1].detach().clone().requires_grad_(g) for t, g in pairs]
         with torch.enable_grad() if any(grads) else contextlib.nullcontext():

@@ -26,6 +26,7 @@ from ratiokit._validation import as_sample, as_sample_pair, check_int, check_pos
 __all__ = [
     "mmd_demo_figure",
     "new_figure",
+    "plot_fit",
     "plot_null_distribution",
     "plot_samples",
     "plot_statistics",
@@ -430,6 +431,95 @@ def mmd_demo_figure(
     plot_statistics([name for name, _, _ in pairs], statistics, null_sds, ax=axes[-1])
     if title is not None:
         fig.suptitle(title)
+    return fig
+
+
+#: A fit's figure draws at most this many parameter traces and marginals.
+MAX_FIT_PANELS = 6
+
+
+def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
+    """Loss trace, one trace per parameter, and data against simulated marginals.
+
+    Parameters
+    ----------
+    result : FitResult
+        A fit from :func:`ratiokit.fit`.
+    truth : array-like of shape (k,), default=None
+        True parameters, drawn as dashed lines when known.
+    rng : None, int or Generator, default=0
+        Seeds the simulations of the marginal panels (as many points as the data).
+
+    Returns
+    -------
+    Figure
+        Panels in rows of four: the loss (with its running minimum for a search), the
+        first six parameters (estimate and bootstrap interval as a band), and the first
+        six features of the data against simulations at the estimate.
+
+    Raises
+    ------
+    ValueError
+        If ``truth`` does not hold one value per parameter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ratiokit import fit
+    >>> from ratiokit.simulators import GaussianLocationScale
+    >>> sim = GaussianLocationScale()
+    >>> res = fit(sim, sim.sample(200, rng=0), theta0=[0.0, 1.0], kind="numpy", rng=0)
+    >>> len(plot_fit(res, truth=sim.theta_true).axes)  # loss, loc, scale, one marginal
+    4
+    """
+    theta = None if result.theta is None else np.asarray(result.theta)
+    names = list(result.param_names)[:MAX_FIT_PANELS]
+    if truth is not None:
+        truth = np.asarray(truth, dtype=np.float64).reshape(-1)
+        if theta is None or truth.size != theta.size:
+            size = 0 if theta is None else theta.size
+            raise ValueError(f"`truth` must hold {size} parameters; got {truth.size}.")
+    data = np.asarray(result.data)
+    n_marginals = min(data.shape[1], MAX_FIT_PANELS)
+    n_panels = 1 + len(names) + n_marginals
+    ncols = min(4, n_panels)
+    fig, axes = new_figure(ncols, -(-n_panels // ncols), width=3.6, height=3.0)
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    loss = np.asarray(result.history.get("loss", []), dtype=np.float64)
+    ax = axes[0]
+    steps = np.arange(1, loss.size + 1)
+    finite = np.where(np.isfinite(loss), loss, np.nan)
+    ax.plot(steps, finite, lw=0.8, color="0.5", label="loss")
+    if result.kind == "numpy" and loss.size:
+        best = np.minimum.accumulate(np.where(np.isfinite(loss), loss, np.inf))
+        ax.plot(steps, np.where(np.isfinite(best), best, np.nan), color="C3", label="best")
+        ax.legend(fontsize="small")
+    ax.set_xlabel("evaluation" if result.kind == "numpy" else "step")
+    ax.set_title(f"{result.method} loss")
+    thetas = np.asarray(result.history.get("theta", np.empty((0, len(names)))))
+    for i, name in enumerate(names):
+        ax = axes[1 + i]
+        if thetas.size:
+            ax.plot(np.arange(1, thetas.shape[0] + 1), thetas[:, i], lw=0.8, color="C0")
+        ax.axhline(theta[i], color="C0", lw=1.5, label=f"estimate {theta[i]:.4g}")
+        if result.confidence_interval is not None:
+            low, high = result.confidence_interval[i]
+            ax.axhspan(low, high, color="C0", alpha=0.15)
+        if truth is not None:
+            ax.axhline(truth[i], color="k", ls="--", lw=1.0, label=f"truth {truth[i]:.4g}")
+        ax.set_title(name)
+        ax.set_xlabel("evaluation" if result.kind == "numpy" else "step")
+        ax.legend(fontsize="small")
+    sim = result.simulate(data.shape[0], rng=rng)
+    for j in range(n_marginals):
+        plot_samples(
+            data[:, j],
+            sim[:, j],
+            ax=axes[1 + len(names) + j],
+            labels=("data", "fitted"),
+            title=f"feature {j}" if data.shape[1] > 1 else "data vs fitted",
+        )
     return fig
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DivergenceResult", "TrainHistory", "TwoSampleTestResult"]
+__all__ = ["DivergenceResult", "FitResult", "TrainHistory", "TwoSampleTestResult"]
 
 
 def _short(value: Any) -> str:
@@ -129,3 +129,243 @@ class TrainHistory(_CompactRepr):
 
     def __len__(self) -> int:
         return int(self.step.shape[0])
+
+
+#: Version of the files :meth:`FitResult.save` writes.
+FIT_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class FitResult(_CompactRepr):
+    """A fitted simulator, from :func:`ratiokit.fit`.
+
+    Attributes
+    ----------
+    theta : ndarray of shape (k,) or None
+        The estimate (None for a generator module, whose weights are in ``model``).
+    param_names : tuple of str
+        Names of the entries of ``theta``.
+    loss : float
+        The method's statistic at ``theta`` (kind ``"numpy"``), or the model's mean
+        minibatch loss over the second half of training (gradient-based kinds).
+    converged : bool
+        Whether the search met its tolerance, or the training's parameters stopped drifting.
+    method : str
+        Registry name of the discrepancy minimised.
+    kind : str
+        ``"numpy"`` (gradient-free search), ``"torch"`` (gradient descent on theta) or
+        ``"module"`` (a generator network).
+    n_steps : int
+        Objective evaluations (``"numpy"``) or training steps.
+    n_simulations : int
+        Simulated points in all, bootstrap included.
+    wall_time : float
+        Seconds the fit took.
+    confidence_interval : ndarray of shape (k, 2) or None
+        Bootstrap percentile interval of each parameter at ``confidence_level``.
+    history : dict of str to ndarray
+        ``"loss"`` (T,) and ``"theta"`` (T, k) per evaluation or step; training also records
+        ``"step"``, ``"critic_loss"`` and ``"wall_time"``.
+    confidence_level : float
+    bootstrap : ndarray of shape (B, k) or None
+        The bootstrap estimates (NaN rows for replicates that failed).
+    failures : tuple of (theta, message)
+        Parameter values where the simulator or method failed (treated as infeasible).
+    details : dict
+        Settings and bookkeeping: search, optimiser message, ``n_retries`` (executor tasks
+        resubmitted), ``n_dropped`` (NaN rows dropped), ``theta0``, bounds, training config.
+    data : ndarray of shape (n, d)
+        The observations fitted.
+    simulator : callable or None
+        The simulator as given (None after :meth:`load` without one).
+    model : torch.nn.Module or None
+        The trained generator (kind ``"module"``).
+    """
+
+    theta: np.ndarray | None
+    param_names: tuple[str, ...]
+    loss: float
+    converged: bool
+    method: str
+    kind: str
+    n_steps: int
+    n_simulations: int
+    wall_time: float
+    confidence_interval: np.ndarray | None = None
+    history: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    confidence_level: float = field(default=0.95, repr=False)
+    bootstrap: np.ndarray | None = field(default=None, repr=False)
+    failures: tuple[tuple[tuple[float, ...], str], ...] = field(default=(), repr=False)
+    details: dict[str, Any] = field(default_factory=dict, repr=False)
+    data: np.ndarray | None = field(default=None, repr=False)
+    simulator: Any = field(default=None, repr=False)
+    model: Any = field(default=None, repr=False)
+
+    @property
+    def standard_error(self) -> np.ndarray | None:
+        """Bootstrap standard deviation of each parameter (None without a bootstrap)."""
+        if self.bootstrap is None:
+            return None
+        ok = self.bootstrap[np.isfinite(self.bootstrap).all(1)]
+        return ok.std(0, ddof=1) if ok.shape[0] > 1 else None
+
+    def simulate(self, n: int, *, rng: Any = None) -> np.ndarray:
+        """Draw ``n`` points from the fitted model, a float64 array (n, d).
+
+        Raises
+        ------
+        ValueError
+            If the simulator fails or returns NaN at the fitted theta (named), or the result
+            was loaded without its simulator.
+        """
+        from ratiokit.fitting import simulate_at
+
+        return simulate_at(self, n, rng)
+
+    def goodness_of_fit(
+        self,
+        *,
+        method: Any = "mmd",
+        n_sim: int | None = None,
+        n_permutations: int = 999,
+        rng: Any = None,
+    ) -> TwoSampleTestResult:
+        """Two-sample test of the data against fresh simulations at the fitted parameters.
+
+        ``theta`` was chosen to match these data, so under a correct model the p-value tends
+        to be larger than a uniform one (the test is conservative); a small p-value is
+        evidence that no parameter value reproduces the data.
+
+        Parameters
+        ----------
+        method : str or Discrepancy, default="mmd"
+            Any method of :func:`ratiokit.two_sample_test`.
+        n_sim : int, default=None
+            Simulated points (default: as many as the data).
+        n_permutations : int, default=999
+        rng : None, int or Generator, default=None
+            Seeds the simulations (new random numbers, not the fit's) and the test.
+
+        Returns
+        -------
+        TwoSampleTestResult
+        """
+        from ratiokit._rng import check_rng
+        from ratiokit.two_sample import two_sample_test
+
+        if self.data is None:
+            raise ValueError("`data` must be kept with the result to test its fit; got None.")
+        sim_rng, test_rng = check_rng(rng).spawn(2)
+        y = self.simulate(self.data.shape[0] if n_sim is None else n_sim, rng=sim_rng)
+        return two_sample_test(
+            self.data, y, method=method, n_permutations=n_permutations, rng=test_rng
+        )
+
+    def plot(self, *, truth: Any = None, rng: Any = 0) -> Any:
+        """Loss and parameter traces, and data against simulated marginals; a Figure.
+
+        ``truth`` (k,) draws the true parameters when they are known.
+        """
+        from ratiokit.plot import plot_fit
+
+        return plot_fit(self, truth=truth, rng=rng)
+
+    def save(self, path: Any) -> Any:
+        """Write the result to the folder ``path``: JSON, ``.npz`` and, for a module, its
+        ``state_dict``. Returns the folder's :class:`pathlib.Path`.
+
+        The simulator itself (code) is not saved: pass it to :meth:`load` to simulate again.
+        """
+        import json
+        from pathlib import Path
+
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {f"history__{key}": np.asarray(value) for key, value in self.history.items()}
+        for name in ("theta", "confidence_interval", "bootstrap", "data"):
+            if getattr(self, name) is not None:
+                arrays[name] = np.asarray(getattr(self, name))
+        np.savez(folder / "arrays.npz", **arrays)
+        record = {
+            "format": "ratiokit.FitResult",
+            "version": FIT_FORMAT_VERSION,
+            "param_names": list(self.param_names),
+            "loss": self.loss,
+            "converged": self.converged,
+            "method": self.method,
+            "kind": self.kind,
+            "n_steps": self.n_steps,
+            "n_simulations": self.n_simulations,
+            "wall_time": self.wall_time,
+            "confidence_level": self.confidence_level,
+            "failures": [[list(theta), why] for theta, why in self.failures],
+            "details": self.details,
+        }
+        (folder / "fit.json").write_text(json.dumps(record, indent=1))
+        if self.model is not None:
+            import torch
+
+            torch.save(self.model.state_dict(), folder / "model.pt")
+        return folder
+
+    @classmethod
+    def load(cls, path: Any, *, simulator: Any = None) -> FitResult:
+        """Read a result written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The folder.
+        simulator : callable or torch.nn.Module, default=None
+            The simulator, to :meth:`simulate` again; for a generator module, a module of
+            the same architecture, which receives the saved weights (on a copy).
+
+        Raises
+        ------
+        ValueError
+            If the folder does not hold a saved FitResult of a known version.
+        """
+        import copy
+        import json
+        from pathlib import Path
+
+        import torch
+
+        folder = Path(path)
+        try:
+            record = json.loads((folder / "fit.json").read_text())
+            with np.load(folder / "arrays.npz") as npz:
+                arrays = {key: npz[key] for key in npz.files}
+        except (OSError, ValueError) as err:
+            raise ValueError(f"`path` must be a folder written by FitResult.save; {err}") from err
+        if record.get("format") != "ratiokit.FitResult" or record.get("version") != 1:
+            raise ValueError(
+                "`path` must hold a FitResult of format version 1; got "
+                f"{record.get('format')!r} version {record.get('version')!r}."
+            )
+        model = None
+        if record["kind"] == "module" and simulator is not None:
+            model = copy.deepcopy(simulator)
+            model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+            model.eval()
+        prefix = "history__"
+        return cls(
+            theta=arrays.get("theta"),
+            param_names=tuple(record["param_names"]),
+            loss=float(record["loss"]),
+            converged=bool(record["converged"]),
+            method=record["method"],
+            kind=record["kind"],
+            n_steps=int(record["n_steps"]),
+            n_simulations=int(record["n_simulations"]),
+            wall_time=float(record["wall_time"]),
+            confidence_interval=arrays.get("confidence_interval"),
+            history={k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)},
+            confidence_level=float(record["confidence_level"]),
+            bootstrap=arrays.get("bootstrap"),
+            failures=tuple((tuple(theta), why) for theta, why in record["failures"]),
+            details=record["details"],
+            data=arrays.get("data"),
+            simulator=None if record["kind"] == "module" else simulator,
+            model=model,
+        )

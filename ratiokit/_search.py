@@ -1,0 +1,315 @@
+"""Gradient-free fitting of a black-box simulator: minimise the method's statistic in theta.
+
+The objective at ``theta`` is the method's estimate ``D(data, simulations at theta)``. Its
+simulations use common random numbers (:class:`~ratiokit._simulation.SimulationEngine`), and
+a method that learns a critic from the two samples refits it with the same seed at every
+theta, so the objective is a deterministic function of theta. A method with a label-free
+critic (MMD's bandwidth) fixes it once, from the data. Searches run on the unconstrained
+``u`` of :class:`~ratiokit._transforms.BoxTransform`:
+
+- ``"nelder-mead"``: the simplex method, truly gradient-free and indifferent to infeasible
+  points (their loss is ``inf``); it stops when the simplex is smaller than ``xtol`` in
+  every coordinate of ``u``;
+- ``"l-bfgs-b"``: quasi-Newton with forward-difference gradients, whose ``k + 1`` points are
+  simulated together (in parallel through an executor); best on smooth objectives, and a
+  simulator with discrete outputs gives it zero gradients;
+- ``"global"``: differential evolution over the (finite) box in theta, a whole generation
+  simulated at once, then a Nelder-Mead polish from the best member.
+
+A bootstrap replicate resamples the data, draws new common random numbers and repeats the
+local search from the estimate; replicates are tasks of the executor.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import optimize
+
+from ratiokit._simulation import SimulationEngine, run_tasks
+from ratiokit._transforms import BoxTransform
+from ratiokit.methods import Discrepancy, get_method
+
+__all__ = ["SEARCHES", "SearchOutcome", "SearchSpec", "bootstrap", "run_search"]
+
+SEARCHES = ("nelder-mead", "l-bfgs-b", "global")
+#: Members per parameter of a differential-evolution generation.
+_POPSIZE = 10
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """Everything a search needs besides the data and seeds (picklable: replicates ship it)."""
+
+    simulator: Any
+    method: Discrepancy
+    refit: bool
+    transform: BoxTransform
+    n_sim: int
+    sim_batch_size: int
+    n_features: int
+    nan_policy: str
+    search: str
+    max_evaluations: int
+    xtol: float
+
+
+@dataclass
+class SearchOutcome:
+    """A finished search: the estimate, its trajectory and its bookkeeping."""
+
+    theta: np.ndarray
+    loss: float
+    converged: bool
+    message: str
+    thetas: np.ndarray
+    losses: np.ndarray
+    failures: list[tuple[tuple[float, ...], str]] = field(default_factory=list)
+    n_simulations: int = 0
+    n_dropped: int = 0
+    n_retries: int = 0
+    interrupted: bool = False
+
+
+class _Objective:
+    """``theta -> D(data, simulations at theta)``, recording every evaluation."""
+
+    def __init__(
+        self,
+        spec: SearchSpec,
+        data: torch.Tensor,
+        engine: SimulationEngine,
+        critic_seed: np.random.SeedSequence,
+    ) -> None:
+        self.spec, self.data, self.engine = spec, data, engine
+        self.critic_seed = critic_seed
+        self.method = spec.method
+        if not spec.refit:  # a label-free critic (a median bandwidth): fixed by the data
+            self.method = get_method(spec.method).fit_critic(
+                data, data, rng=np.random.default_rng(critic_seed)
+            )
+        self.thetas: list[np.ndarray] = []
+        self.losses: list[float] = []
+        self.failures: list[tuple[tuple[float, ...], str]] = []
+
+    def evaluate(self, thetas: list[np.ndarray]) -> np.ndarray:
+        """Losses at ``thetas`` (``inf`` where the simulator or the method fails)."""
+        out = np.empty(len(thetas))
+        for i, (theta, sim) in enumerate(zip(thetas, self.engine.run(thetas), strict=True)):
+            loss = self._statistic(sim) if not isinstance(sim, str) else sim
+            if isinstance(loss, str):
+                self.failures.append((tuple(float(t) for t in theta), loss))
+                loss = math.inf
+            out[i] = loss
+            self.thetas.append(np.array(theta, dtype=np.float64))
+            self.losses.append(float(loss))
+        return out
+
+    def _statistic(self, sim: np.ndarray) -> float | str:
+        y = torch.as_tensor(sim, dtype=torch.float64)
+        if y.shape[0] < self.method.min_samples:
+            return f"only {y.shape[0]} simulated rows were finite"
+        method = self.method
+        try:
+            if self.spec.refit:
+                method = get_method(self.spec.method).fit_critic(
+                    self.data, y, rng=np.random.default_rng(self.critic_seed)
+                )
+            with torch.no_grad():
+                value = float(method(self.data, y))
+        except (ValueError, RuntimeError, ArithmeticError) as err:
+            return f"method {method.name!r} failed: {type(err).__name__}: {err}"
+        return value if math.isfinite(value) else f"method {method.name!r} returned {value}"
+
+    def at_u(self, u: np.ndarray) -> float:
+        return float(self.evaluate([self.spec.transform.to_theta(u)])[0])
+
+
+def _nelder_mead(obj: _Objective, u0: np.ndarray, budget: int) -> optimize.OptimizeResult:
+    spec = obj.spec
+    step = np.where(spec.transform.free, 0.1 * np.maximum(1.0, np.abs(u0)), 0.5)
+    simplex = np.vstack([u0, u0 + np.diag(step)])
+    options = {
+        "initial_simplex": simplex,
+        "xatol": spec.xtol,
+        "fatol": math.inf,  # stop on the simplex size alone: the loss has no natural scale
+        "maxfev": max(budget, u0.size + 1),
+        "adaptive": u0.size > 2,
+    }
+    return optimize.minimize(obj.at_u, u0, method="Nelder-Mead", options=options)
+
+
+def _lbfgsb(obj: _Objective, u0: np.ndarray, budget: int) -> optimize.OptimizeResult:
+    k = u0.size
+    transform = obj.spec.transform
+    scale = [1.0]
+
+    def value_and_grad(u: np.ndarray) -> tuple[float, np.ndarray]:
+        h = math.sqrt(np.finfo(np.float64).eps) * np.maximum(1.0, np.abs(u))
+        points = [u] + [u + h[i] * np.eye(k)[i] for i in range(k)]
+        f = obj.evaluate([transform.to_theta(p) for p in points]) / scale[0]
+        if not np.isfinite(f).all():
+            return math.inf, np.zeros(k)
+        return float(f[0]), (f[1:] - f[0]) / h
+
+    f0 = obj.evaluate([transform.to_theta(u0)])[0]
+    if math.isfinite(f0) and f0 != 0.0:
+        scale[0] = abs(f0)  # scale-free tolerances: losses relative to the start
+    result = optimize.minimize(
+        value_and_grad,
+        u0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxfun": max(2, budget // (k + 1)), "maxiter": budget},
+    )
+    result.fun = result.fun * scale[0]
+    return result
+
+
+def _differential_evolution(
+    obj: _Objective, budget: int, rng: np.random.Generator
+) -> optimize.OptimizeResult:
+    transform = obj.spec.transform
+    k = transform.low.size
+
+    def losses(x: np.ndarray) -> np.ndarray:  # x: (k, S), a whole generation
+        return obj.evaluate([x[:, s] for s in range(x.shape[1])])
+
+    population = _POPSIZE * k
+    # SciPy >= 1.15 takes `rng` (SPEC 7); older versions call it `seed`.
+    seed_kw = (
+        "rng" if "rng" in inspect.signature(optimize.differential_evolution).parameters else "seed"
+    )
+    return optimize.differential_evolution(
+        losses,
+        bounds=list(zip(transform.low, transform.high, strict=True)),
+        popsize=_POPSIZE,
+        maxiter=max(1, budget // population - 1),
+        polish=False,
+        vectorized=True,
+        updating="deferred",
+        tol=0.0,
+        atol=0.0,
+        **{seed_kw: rng},
+    )
+
+
+def run_search(
+    spec: SearchSpec,
+    data: np.ndarray,
+    theta0: np.ndarray | None,
+    rng: np.random.Generator,
+    executor: Any,
+    max_retries: int,
+) -> SearchOutcome:
+    """Minimise the objective from ``theta0`` (or globally); see the module notes.
+
+    Raises
+    ------
+    ValueError
+        If the simulator fails at ``theta0``, or at every point tried.
+    """
+    crn_rng, critic_rng, search_rng = rng.spawn(3)
+    engine = SimulationEngine(
+        spec.simulator,
+        spec.n_sim,
+        spec.sim_batch_size,
+        crn_rng,
+        spec.n_features,
+        executor,
+        max_retries,
+        spec.nan_policy,
+    )
+    data_t = torch.as_tensor(data, dtype=torch.float64)
+    obj = _Objective(spec, data_t, engine, critic_rng.bit_generator.seed_seq)
+    transform = spec.transform
+    interrupted = False
+    result = None
+    try:
+        if spec.search == "global":
+            de = _differential_evolution(obj, spec.max_evaluations * 3 // 4, search_rng)
+            u_start = transform.to_u(de.x)
+            result = _nelder_mead(obj, u_start, spec.max_evaluations - len(obj.losses))
+        else:
+            u0 = transform.to_u(theta0)
+            if not math.isfinite(obj.at_u(u0)):
+                raise ValueError(
+                    "`theta0` must be a parameter value the simulator and method work at; "
+                    f"{obj.failures[-1][1]}."
+                )
+            search = _nelder_mead if spec.search == "nelder-mead" else _lbfgsb
+            result = search(obj, u0, spec.max_evaluations - 1)
+    except KeyboardInterrupt:
+        interrupted = True
+    losses = np.asarray(obj.losses)
+    if not np.isfinite(losses).any():
+        raise ValueError(
+            f"the simulator or method failed at every one of the {losses.size} parameter "
+            f"values tried, e.g. {obj.failures[0][1]}."
+            if obj.failures
+            else "no evaluation ran."
+        )
+    best = int(np.argmin(losses))
+    if result is not None and math.isfinite(result.fun) and result.fun <= losses[best]:
+        theta, loss = transform.to_theta(result.x), float(result.fun)
+    else:
+        theta, loss = obj.thetas[best], float(losses[best])
+    converged = bool(result is not None and result.success and not interrupted)
+    message = "interrupted" if interrupted else str(result.message)
+    return SearchOutcome(
+        theta=theta,
+        loss=loss,
+        converged=converged,
+        message=message,
+        thetas=np.asarray(obj.thetas).reshape(len(obj.thetas), transform.low.size),
+        losses=losses,
+        failures=obj.failures,
+        n_simulations=engine.n_simulations,
+        n_dropped=engine.n_dropped,
+        n_retries=engine.n_retries,
+        interrupted=interrupted,
+    )
+
+
+def _replicate(
+    spec: SearchSpec, data: np.ndarray, theta_hat: np.ndarray, seed: np.random.SeedSequence
+) -> tuple[np.ndarray, bool, int]:
+    """One bootstrap replicate: resampled data, new common random numbers, a local search."""
+    gen = np.random.default_rng(seed)
+    rows = gen.integers(0, data.shape[0], data.shape[0])
+    local = spec if spec.search != "global" else _with_search(spec, "nelder-mead")
+    try:
+        out = run_search(local, data[rows], theta_hat, gen, None, 0)
+    except ValueError:
+        return np.full(theta_hat.shape, np.nan), False, 0
+    return out.theta, out.converged, out.n_simulations
+
+
+def _with_search(spec: SearchSpec, search: str) -> SearchSpec:
+    values = {name: getattr(spec, name) for name in spec.__dataclass_fields__}
+    values["search"] = search
+    return SearchSpec(**values)
+
+
+def bootstrap(
+    spec: SearchSpec,
+    data: np.ndarray,
+    theta_hat: np.ndarray,
+    n_bootstrap: int,
+    rng: np.random.Generator,
+    executor: Any,
+    max_retries: int,
+) -> tuple[np.ndarray, int, int]:
+    """``(replicates (B, k), n_simulations, n_retries)``; failed replicates are NaN rows."""
+    seeds = [g.bit_generator.seed_seq for g in rng.spawn(n_bootstrap)]
+    tasks = [(spec, data, theta_hat, seed) for seed in seeds]
+    results, retries = run_tasks(
+        executor, _replicate, tasks, max_retries=max_retries, describe=lambda i: f"bootstrap {i}"
+    )
+    replicates = np.vstack([r[0] for r in results])
+    return replicates, sum(r[2] for r in results), retries

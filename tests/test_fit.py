@@ -1,0 +1,476 @@
+"""rk.fit: recovery of known parameters, common random numbers, executors, failures, results."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import ratiokit as rk
+from ratiokit._transforms import BoxTransform, ThetaModule, check_bounds
+from ratiokit.config import TrainConfig
+from ratiokit.results import FitResult, TwoSampleTestResult
+from ratiokit.simulators import GAndK, GaussianLocationScale
+
+GAUSS = GaussianLocationScale(theta_true=(1.0, 2.0))
+N = M = 500
+# Moment matching's standard errors for N(loc, scale^2) from n data and m simulated points
+# (independent samples): sd(loc_hat) = scale sqrt(1/n + 1/m) = 0.126 and
+# sd(scale_hat) = scale sqrt((1/n + 1/m) / 2) = 0.089. MMD and the energy distance measured
+# no noisier (12 seeds at n = m = 500: 0.10 and 0.08 for both), so 4 of these standard
+# errors bound every method's error except with probability ~1e-4.
+SE_LOC = 2.0 * math.sqrt(1 / N + 1 / M)
+SE_SCALE = 2.0 * math.sqrt((1 / N + 1 / M) / 2)
+
+
+@pytest.fixture(scope="module")
+def gauss_data():
+    return GAUSS.sample(N, rng=7)
+
+
+def numpy_gauss(theta, n, rng):
+    """A plain NumPy black box (no metadata): N(theta[0], theta[1]^2)."""
+    return theta[0] + theta[1] * rng.standard_normal((n, 1))
+
+
+class CountingSimulator:
+    """numpy_gauss that records every completed call (thread-safe)."""
+
+    def __init__(self):
+        self.calls = []
+        self.lock = threading.Lock()
+
+    def __call__(self, theta, n, rng):
+        out = numpy_gauss(theta, n, rng)
+        with self.lock:
+            self.calls.append((tuple(theta), n))
+        return out
+
+
+# ------------------------------------------------------------------ recovery
+
+
+@pytest.mark.parametrize("method", ["mmd", "energy", "moments"])
+def test_gaussian_recovery_gradient_free(method, gauss_data):
+    # The density-difference family (kernel and moment statistics), gradient-free search.
+    res = rk.fit(GAUSS, gauss_data, method=method, theta0=[0.0, 1.0], kind="numpy", rng=0)
+    assert res.kind == "numpy" and res.converged
+    assert abs(res.theta[0] - 1.0) < 4 * SE_LOC
+    assert abs(res.theta[1] - 2.0) < 4 * SE_SCALE
+    assert res.n_simulations == res.n_steps * M  # every evaluation simulated m points once
+    # The search starts at theta0 and ends at its best point.
+    np.testing.assert_allclose(res.history["theta"][0], [0.0, 1.0])
+    assert res.loss == pytest.approx(np.min(res.history["loss"]))
+
+
+@pytest.mark.parametrize("method", ["classifier", "fdiv", "bregman"])
+def test_gaussian_recovery_adversarial_critic(method, gauss_data):
+    # The density-ratio family (class probabilities, f-divergence bounds, Bregman ratio
+    # matching) with trained critics: a GAN on theta by gradient descent through
+    # reparameterised draws (kind "torch"), critic and theta in alternating steps.
+    cfg = TrainConfig(max_steps=600, lr=0.02, critic_lr=5e-3, progress=False)
+    res = rk.fit(GAUSS, gauss_data, method=method, theta0=[0.0, 1.0], config=cfg, rng=0)
+    assert res.kind == "torch" and res.history["theta"].shape == (600, 2)
+    # Minibatch critics are noisier than a full-sample statistic: 6 standard errors.
+    assert abs(res.theta[0] - 1.0) < 6 * SE_LOC
+    assert abs(res.theta[1] - 2.0) < 6 * SE_SCALE
+
+
+def test_gaussian_recovery_gradient_descent_mmd(gauss_data):
+    cfg = TrainConfig(max_steps=300, lr=0.05, progress=False)
+    res = rk.fit(GAUSS, gauss_data, method="mmd", theta0=[0.0, 1.0], config=cfg, rng=0)
+    assert abs(res.theta[0] - 1.0) < 4 * SE_LOC and abs(res.theta[1] - 2.0) < 4 * SE_SCALE
+    # The estimate averages the second half of the iterates.
+    np.testing.assert_allclose(res.theta, res.history["theta"][150:].mean(0))
+    assert res.converged
+
+
+def test_global_search_and_lbfgsb_find_the_same_minimum(gauss_data):
+    kwargs = {"method": "moments", "kind": "numpy", "rng": 3}
+    bounds = [(-5.0, 5.0), (0.1, 5.0)]
+    glob = rk.fit(
+        numpy_gauss, gauss_data, bounds=bounds, search="global", max_evaluations=300, **kwargs
+    )
+    quasi = rk.fit(
+        numpy_gauss, gauss_data, theta0=[0.0, 1.0], bounds=bounds, search="l-bfgs-b", **kwargs
+    )
+    # Under common random numbers the objective is one deterministic function of theta, so
+    # the two searches agree to their tolerances (1e-3 in the transformed coordinates).
+    np.testing.assert_allclose(glob.theta, quasi.theta, atol=1e-2)
+    assert abs(glob.theta[0] - 1.0) < 4 * SE_LOC and glob.details["search"] == "global"
+
+
+def test_bounds_are_respected_when_the_optimum_is_outside(gauss_data):
+    res = rk.fit(
+        numpy_gauss, gauss_data, theta0=[0.0, 1.0], bounds=[(-1.0, 0.5), (0.0, None)], rng=0
+    )
+    thetas = res.history["theta"]
+    assert (thetas[:, 0] > -1.0).all() and (thetas[:, 0] < 0.5).all() and (thetas[:, 1] > 0).all()
+    assert res.theta[0] > 0.45  # pressed against the bound nearest the truth, 1.0
+
+
+# ------------------------------------------------------------------ reproducibility
+
+
+def test_same_seed_is_bit_identical_and_threads_change_nothing(gauss_data):
+    kwargs = {"theta0": [0.0, 1.0], "n_sim": 400, "sim_batch_size": 150, "rng": 5}
+    a = rk.fit(numpy_gauss, gauss_data, **kwargs)
+    b = rk.fit(numpy_gauss, gauss_data, **kwargs)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        c = rk.fit(numpy_gauss, gauss_data, executor=pool, **kwargs)
+    for other in (b, c):
+        np.testing.assert_array_equal(a.theta, other.theta)
+        np.testing.assert_array_equal(a.history["loss"], other.history["loss"])
+    assert rk.fit(numpy_gauss, gauss_data, **{**kwargs, "rng": 6}).theta[0] != a.theta[0]
+
+
+def test_common_random_numbers_make_the_objective_smooth(gauss_data):
+    # Nelder-Mead revisits nothing, but the loss along its path is a deterministic function
+    # of theta: re-evaluating the trajectory's points in a second fit with the same seed and
+    # theta0 = a visited point gives the recorded loss there exactly.
+    with pytest.warns(UserWarning, match=r"did not converge \(Maximum number of function"):
+        res = rk.fit(numpy_gauss, gauss_data, theta0=[0.0, 1.0], rng=1, max_evaluations=10)
+    point, loss = res.history["theta"][4], res.history["loss"][4]
+    with pytest.warns(UserWarning, match="raise `max_evaluations` or `xtol`"):
+        again = rk.fit(numpy_gauss, gauss_data, theta0=point, rng=1, max_evaluations=4)
+    assert again.history["loss"][0] == loss
+
+
+class FlakyExecutor(concurrent.futures.Executor):
+    """A thread pool where every ``every``-th submission fails without running."""
+
+    def __init__(self, every):
+        self.pool = concurrent.futures.ThreadPoolExecutor(2)
+        self.every, self.count, self.lock = every, 0, threading.Lock()
+
+    def submit(self, fn, /, *args, **kwargs):
+        with self.lock:
+            self.count += 1
+            fail = self.every and self.count % self.every == 0
+        if fail:
+            future = concurrent.futures.Future()
+            future.set_exception(ConnectionError("worker lost"))
+            return future
+        return self.pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait=True, **kwargs):
+        self.pool.shutdown(wait)
+
+
+def test_failed_executor_tasks_are_retried_and_nothing_is_recomputed(gauss_data):
+    kwargs = {"theta0": [0.0, 1.0], "n_sim": 400, "sim_batch_size": 100, "rng": 2}
+    serial_sim, flaky_sim = CountingSimulator(), CountingSimulator()
+    serial = rk.fit(serial_sim, gauss_data, **kwargs)
+    executor = FlakyExecutor(every=3)
+    flaky = rk.fit(flaky_sim, gauss_data, executor=executor, **kwargs)
+    executor.shutdown()
+    np.testing.assert_array_equal(serial.theta, flaky.theta)
+    assert flaky.details["n_retries"] > 0 and serial.details["n_retries"] == 0
+    # Nothing lost, nothing duplicated: the same simulations, each run once.
+    assert sorted(flaky_sim.calls) == sorted(serial_sim.calls)
+    assert flaky.n_simulations == serial.n_simulations
+
+
+def test_executor_failures_beyond_max_retries_raise(gauss_data):
+    executor = FlakyExecutor(every=1)
+    with pytest.raises(RuntimeError, match=r"failed 3 times in the executor \(`max_retries`=2\)"):
+        rk.fit(numpy_gauss, gauss_data, theta0=[0.0, 1.0], executor=executor, rng=0)
+    executor.shutdown()
+
+
+# ------------------------------------------------------------------ failing simulators
+
+
+def fragile_gauss(theta, n, rng):
+    """Raises for loc > 3, NaN rows for loc < -3, a wrong shape for scale > 4."""
+    if theta[0] > 3:
+        raise ArithmeticError("loc too large")
+    x = numpy_gauss(theta, n, rng)
+    if theta[0] < -3:
+        x[::7] = np.nan
+    if theta[1] > 4:
+        return x[:-1]
+    return x
+
+
+def test_failing_parameters_are_infeasible_and_reported(gauss_data):
+    bounds = [(-5.0, 5.0), (0.1, 5.0)]
+    with pytest.warns(UserWarning, match=r"failed at \d+ parameter values, treated as infeasible"):
+        res = rk.fit(
+            fragile_gauss, gauss_data, bounds=bounds, search="global", max_evaluations=300, rng=0
+        )
+    assert abs(res.theta[0] - 1.0) < 4 * SE_LOC and abs(res.theta[1] - 2.0) < 4 * SE_SCALE
+    kinds = set()
+    for theta, why in res.failures:
+        assert "at theta=[" in why
+        if "raised ArithmeticError: loc too large" in why:
+            assert theta[0] > 3
+            kinds.add("raise")
+        elif "NaN or inf in" in why:
+            assert theta[0] < -3
+            kinds.add("nan")
+        else:
+            assert "returned shape" in why and theta[1] > 4
+            kinds.add("shape")
+    assert kinds == {"raise", "nan", "shape"}
+    losses = res.history["loss"]
+    assert np.isinf(losses).sum() == len(res.failures)
+
+
+def test_failure_at_theta0_names_it(gauss_data):
+    with pytest.raises(
+        ValueError,
+        match=r"`theta0` must be a parameter value .* raised ArithmeticError: loc too large "
+        r"at theta=\[4",
+    ):
+        rk.fit(fragile_gauss, gauss_data, theta0=[4.0, 1.0], rng=0)
+
+
+class SparseNaN:
+    """numpy_gauss with NaN in every 50th row; counts the NaN rows it returns."""
+
+    def __init__(self):
+        self.n_nan = 0
+
+    def __call__(self, theta, n, rng):
+        x = numpy_gauss(theta, n, rng)
+        x[::50] = np.nan
+        self.n_nan += x[::50].shape[0]
+        return x
+
+
+def test_nan_rows_are_never_dropped_silently(gauss_data):
+    # Dropping NaN rows biases a ratio estimator's training set, so it is opt-in.
+    with pytest.raises(
+        ValueError, match=r"returned NaN or inf in 10 of 500 rows at theta=\[0, 1\]"
+    ):
+        rk.fit(SparseNaN(), gauss_data, theta0=[0.0, 1.0], rng=0)
+    sim = SparseNaN()
+    res = rk.fit(sim, gauss_data, theta0=[0.0, 1.0], nan_policy="drop", rng=0)
+    assert res.details["n_dropped"] == sim.n_nan > 0
+    assert abs(res.theta[0] - 1.0) < 4 * SE_LOC
+
+
+# ------------------------------------------------------------------ kinds
+
+
+def torch_gauss(theta, n, gen):
+    return theta[0] + theta[1] * torch.randn(n, 1, generator=gen, dtype=theta.dtype)
+
+
+@pytest.mark.parametrize(
+    ("simulator", "kind"),
+    [
+        (GAUSS, "torch"),
+        (numpy_gauss, "numpy"),
+        (torch_gauss, "torch"),
+        (nn.Linear(1, 1), "module"),
+    ],
+    ids=["Simulator", "numpy-callable", "torch-callable", "module"],
+)
+def test_kind_is_detected(simulator, kind, gauss_data):
+    cfg = TrainConfig(max_steps=3, progress=False)
+    theta0 = None if kind == "module" else [0.0, 1.0]
+    with pytest.warns(UserWarning, match="did not converge"):  # 3 steps or 5 evaluations
+        res = rk.fit(
+            simulator,
+            gauss_data,
+            theta0=theta0,
+            config=None if kind == "numpy" else cfg,
+            max_evaluations=5 if kind == "numpy" else None,
+            rng=0,
+        )
+    assert res.kind == kind
+
+
+def test_gan_smoke_trains_a_copy_and_reduces_the_discrepancy():
+    data = GAndK().sample(512, rng=0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        gen = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 1)).double()
+    before = [p.detach().clone() for p in gen.parameters()]
+    cfg = TrainConfig(max_steps=150, lr=5e-3, critic_lr=5e-3, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a 150-step GAN need not converge
+        res = rk.fit(gen, data, method="classifier", config=cfg, rng=0)
+    assert res.kind == "module" and res.theta is None and res.details["latent_dim"] == 4
+    assert all(torch.equal(a, b) for a, b in zip(before, gen.parameters(), strict=True))
+    assert res.history["loss"].shape == (150,) and res.history["critic_loss"].shape == (150,)
+    start = rk.discrepancy(data, gen(torch.randn(512, 4, dtype=torch.float64)).detach(), rng=0)
+    end = rk.discrepancy(data, res.simulate(512, rng=1), rng=0)
+    assert end < start / 2
+    assert res.simulate(3, rng=0).shape == (3, 1)
+
+
+# ------------------------------------------------------------------ results
+
+
+def test_bootstrap_is_the_same_serially_and_through_threads(gauss_data):
+    kwargs = {"theta0": [0.0, 1.0], "method": "moments", "n_bootstrap": 6, "rng": 4}
+    serial = rk.fit(numpy_gauss, gauss_data, **kwargs)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        threaded = rk.fit(numpy_gauss, gauss_data, executor=pool, **kwargs)
+    np.testing.assert_array_equal(serial.bootstrap, threaded.bootstrap)
+    assert serial.bootstrap.shape == (6, 2) and serial.confidence_interval.shape == (2, 2)
+    low, high = serial.confidence_interval.T
+    assert (low < high).all()
+    # Bootstrap sd of moment matching vs its standard error (0.126, 0.089): six
+    # replicates give a rough estimate, within a factor 3 either way.
+    ratio = serial.standard_error / np.array([SE_LOC, SE_SCALE])
+    assert ((ratio > 1 / 3) & (ratio < 3)).all()
+
+
+def test_goodness_of_fit_accepts_the_right_model_and_rejects_a_wrong_one(gauss_data):
+    res = rk.fit(GAUSS, gauss_data, theta0=[0.0, 1.0], kind="numpy", method="moments", rng=0)
+    test = res.goodness_of_fit(n_permutations=199, rng=0)
+    assert isinstance(test, TwoSampleTestResult) and test.pvalue > 0.05
+    skewed = GAndK().sample(N, rng=1)  # g = 2: strongly skewed, no Gaussian matches it
+    wrong = rk.fit(GAUSS, skewed, theta0=[3.0, 1.0], kind="numpy", method="moments", rng=0)
+    assert wrong.goodness_of_fit(n_permutations=199, rng=0).pvalue <= 0.01
+
+
+def test_save_load_round_trip(tmp_path, gauss_data):
+    res = rk.fit(
+        GAUSS, gauss_data, theta0=[0.0, 1.0], kind="numpy", n_bootstrap=3, method="moments", rng=0
+    )
+    folder = res.save(tmp_path / "fit")
+    assert sorted(p.name for p in folder.iterdir()) == ["arrays.npz", "fit.json"]
+    back = FitResult.load(folder, simulator=GAUSS)
+    for name in ("theta", "confidence_interval", "bootstrap", "data"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(res, name))
+    for key in res.history:
+        np.testing.assert_array_equal(back.history[key], res.history[key])
+    assert (back.loss, back.kind, back.param_names, back.details) == (
+        res.loss,
+        res.kind,
+        res.param_names,
+        res.details,
+    )
+    np.testing.assert_array_equal(back.simulate(5, rng=3), res.simulate(5, rng=3))
+    with pytest.raises(ValueError, match="`simulator` must be passed to FitResult.load"):
+        FitResult.load(folder).simulate(5)
+    with pytest.raises(ValueError, match="`path` must be a folder written by FitResult.save"):
+        FitResult.load(tmp_path / "missing")
+
+
+def test_save_load_module_weights(tmp_path):
+    data = GAUSS.sample(64, rng=0)
+    gen = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = rk.fit(
+            gen, data, config=TrainConfig(max_steps=5, batch_size=16, progress=False), rng=0
+        )
+    folder = res.save(tmp_path / "gan")
+    assert (folder / "model.pt").exists()
+    back = FitResult.load(
+        folder, simulator=nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    )
+    np.testing.assert_array_equal(back.simulate(7, rng=2), res.simulate(7, rng=2))
+
+
+def test_repr_plot_and_simulate(gauss_data):
+    res = rk.fit(
+        GAUSS, gauss_data, theta0=[0.0, 1.0], kind="numpy", method="moments", n_bootstrap=2, rng=0
+    )
+    text = repr(res)
+    assert text.startswith("FitResult(theta=array(shape=(2,)), param_names=('loc', 'scale')")
+    assert "\n" not in text and len(text) < 400
+    fig = res.plot(truth=GAUSS.theta_true)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["moments loss", "loc", "scale", "data vs fitted"]
+    x = res.simulate(10, rng=0)
+    assert x.shape == (10, 1)
+    np.testing.assert_array_equal(x, GAUSS(res.theta, 10, np.random.default_rng(0)))
+    with pytest.raises(ValueError, match=r"`truth` must hold 2 parameters; got 3"):
+        res.plot(truth=[1, 2, 3])
+
+
+# ------------------------------------------------------------------ transforms
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    u=st.lists(st.floats(-30, 30), min_size=4, max_size=4),
+    low=st.floats(-5, 5),
+    width=st.floats(0.1, 10),
+)
+def test_box_transform_stays_inside_and_round_trips(u, low, width):
+    bounds = check_bounds([(low, low + width), (low, None), (None, low), (None, None)], 4)
+    t = BoxTransform(bounds)
+    theta = t.to_theta(np.array(u))
+    assert (theta >= bounds[:, 0]).all() and (theta <= bounds[:, 1]).all()
+    torch_theta = t.to_theta_torch(torch.tensor(u, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(torch_theta, theta, rtol=1e-12, atol=1e-12 * (1 + abs(low)))
+    if t.inside(theta) and max(abs(v) for v in u) < 20:
+        np.testing.assert_allclose(t.to_u(theta), u, rtol=1e-6, atol=1e-6)
+
+
+def test_theta_module_gradients_follow_the_transform():
+    t = BoxTransform(check_bounds([(0.0, 10.0), (0.0, None)], 2))
+    module = ThetaModule(np.array([2.5, 3.0]), t)
+    theta = module()
+    theta.sum().backward()
+    # d/du [10 sigmoid(u)] = 10 s (1 - s) with s = 0.25; d/du exp(u) = exp(u) = 3.
+    np.testing.assert_allclose(module.u.grad.numpy(), [10 * 0.25 * 0.75, 3.0], rtol=1e-12)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"simulator": 3}, TypeError, "`simulator` must be a torch.nn.Module or a callable"),
+        ({"data": np.ones((1, 1))}, ValueError, "`data` must have at least 2 samples"),
+        ({"method": "mdm"}, ValueError, r"`method` must be one of \["),
+        ({"theta0": None, "simulator": numpy_gauss}, ValueError, "`theta0` must be given"),
+        ({"theta0": [0.0]}, ValueError, "`theta0` must hold 2 parameters; got 1"),
+        ({"bounds": [(0, 1)]}, ValueError, "`bounds` must be a sequence of 2 "),
+        ({"theta0": [0.0, -1.0]}, ValueError, "`theta0` must lie strictly inside `bounds`"),
+        ({"theta0": ["a", 1]}, TypeError, "`theta0` must be an array of real numbers"),
+        ({"bounds": [(0, 1), (2, 1)]}, ValueError, r"`bounds\[1\]` must have low < high"),
+        ({"bounds": [(0, 1), ("a", 1)]}, TypeError, r"`bounds\[1\]` must hold real numbers"),
+        ({"search": "powell"}, ValueError, "`search` must be one of"),
+        ({"kind": "jax"}, ValueError, "`kind` must be one of"),
+        ({"search": "global"}, ValueError, "`bounds` must be finite on both sides"),
+        ({"n_sim": 1}, ValueError, "`n_sim` must be an integer >= 2"),
+        ({"n_bootstrap": -1}, ValueError, "`n_bootstrap` must be an integer >= 0"),
+        ({"nan_policy": "omit"}, ValueError, "`nan_policy` must be one of"),
+        (
+            {"confidence_level": 1.0},
+            ValueError,
+            r"`confidence_level` must be a real number in \(0, 1\)",
+        ),
+        ({"executor": "dask"}, TypeError, "`executor` must be None, a concurrent.futures"),
+        ({"config": TrainConfig()}, ValueError, "`config` and `checkpoint` must be None"),
+        ({"kind": "torch", "config": {}}, TypeError, "`config` must be None or a TrainConfig"),
+        ({"kind": "module"}, TypeError, "`simulator` must be a torch.nn.Module for `kind`"),
+        ({"rng": -1}, ValueError, "`rng` must be a non-negative integer seed"),
+    ],
+)
+def test_bad_input(kwargs, error, match, gauss_data):
+    args = {"simulator": GAUSS, "data": gauss_data, "theta0": [0.0, 1.0], "kind": "numpy"}
+    args.update(kwargs)
+    simulator, data = args.pop("simulator"), args.pop("data")
+    with pytest.raises(error, match=match):
+        rk.fit(simulator, data, **args)
+
+
+def test_bad_input_for_a_module():
+    gen = nn.Linear(2, 1)
+    data = np.zeros((10, 1))
+    with pytest.raises(ValueError, match="`theta0` and `bounds` must be None for a generator"):
+        rk.fit(gen, data, theta0=[1.0])
+    with pytest.raises(ValueError, match="`n_bootstrap` must be 0 for a generator module"):
+        rk.fit(gen, data, n_bootstrap=5)
+    with pytest.raises(ValueError, match="`latent_dim` must be given for a generator module"):
+        rk.fit(nn.Sequential(nn.Tanh()), data)
