@@ -1,0 +1,94 @@
+"""rk.fit through a dask.distributed LocalCluster: the serial result, even when a worker dies."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ratiokit as rk
+from ratiokit.simulators import GaussianLocationScale
+
+distributed = pytest.importorskip("distributed")
+
+GAUSS = GaussianLocationScale(theta_true=(1.0, 2.0))
+
+
+class KillFirstTask:
+    """N(theta[0], theta[1]^2) that kills its worker process on the first task it ever runs.
+
+    The first call anywhere creates ``marker`` atomically (``O_EXCL``) and exits the process
+    without returning; every call that returns appends its ``(theta, n, first draw)`` to
+    ``log`` (an ``O_APPEND`` write of one short line), so a test can count the completed
+    simulations.
+    """
+
+    def __init__(self, marker: Path, log: Path):
+        self.marker, self.log = str(marker), str(log)
+
+    def __call__(self, theta, n, rng):
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+            os._exit(1)  # the worker dies mid-task, as on a lost machine
+        x = theta[0] + theta[1] * rng.standard_normal((n, 1))
+        with open(self.log, "a") as handle:
+            handle.write(f"{theta.tolist()} {n} {x[0, 0]!r}\n")
+        return x
+
+
+def completed(log: Path) -> list[str]:
+    return sorted(log.read_text().splitlines()) if log.exists() else []
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=50,  # logging.CRITICAL: the killed worker is expected
+    )
+    with distributed.Client(cluster) as client:
+        yield client
+    cluster.close()
+
+
+def test_dask_gives_the_serial_fit_when_a_worker_dies(tmp_path, client):
+    data = GAUSS.sample(300, rng=7)
+    # kind="numpy" skips auto-detection, which would probe the simulator in this process;
+    # L-BFGS-B simulates its k + 1 finite-difference points together (12 tasks at a time).
+    kwargs = {"theta0": [0.0, 1.0], "n_sim": 400, "sim_batch_size": 100, "rng": 3}
+    kwargs.update(kind="numpy", search="l-bfgs-b")
+    serial_marker = tmp_path / "serial.marker"
+    serial_marker.touch()  # the serial run must not kill the test process
+    serial_log, dask_log = tmp_path / "serial.log", tmp_path / "dask.log"
+    serial = rk.fit(KillFirstTask(serial_marker, serial_log), data, **kwargs)
+    dask_marker = tmp_path / "dask.marker"
+    res = rk.fit(KillFirstTask(dask_marker, dask_log), data, executor=client, **kwargs)
+    assert dask_marker.exists()  # a worker did die on its first task
+    # Common random numbers and batches returned in order: the same fit, bit for bit.
+    np.testing.assert_array_equal(res.theta, serial.theta)
+    np.testing.assert_array_equal(res.history["loss"], serial.history["loss"])
+    assert res.n_simulations == serial.n_simulations
+    # Nothing lost, nothing duplicated: every batch completed exactly once, as serially.
+    assert completed(dask_log) == completed(serial_log)
+    assert len(completed(dask_log)) == res.n_steps * 4  # 4 batches per evaluation
+
+
+def test_dask_bootstrap_and_executor_interface_match_serial(tmp_path, client):
+    data = GAUSS.sample(200, rng=8)
+    kwargs = {"theta0": [0.0, 1.0], "method": "moments", "n_bootstrap": 4, "rng": 5}
+    serial = rk.fit(GAUSS, data, kind="numpy", **kwargs)
+    via_client = rk.fit(GAUSS, data, kind="numpy", executor=client, **kwargs)
+    via_executor = rk.fit(GAUSS, data, kind="numpy", executor=client.get_executor(), **kwargs)
+    for other in (via_client, via_executor):
+        np.testing.assert_array_equal(other.theta, serial.theta)
+        np.testing.assert_array_equal(other.bootstrap, serial.bootstrap)
+        np.testing.assert_array_equal(other.confidence_interval, serial.confidence_interval)
