@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,9 @@ import torch
 __all__ = ["check_rng", "fork_torch_rng", "torch_generator", "torch_seed"]
 
 RngLike = None | int | np.integer | np.random.SeedSequence | np.random.Generator
+#: Held while a block runs on torch's seeded global RNG: two threads inside such blocks at
+#: once would draw from each other's seeds (e.g. critics initialised in a thread pool).
+_GLOBAL_RNG_LOCK = threading.RLock()
 
 
 def check_rng(rng: Any) -> np.random.Generator:
@@ -62,10 +66,11 @@ def fork_torch_rng(rng: Any, device: torch.device | str | None = None) -> Iterat
     """Run a block (e.g. network initialisation) under torch's RNG seeded from ``rng``.
 
     The global torch RNG state is saved and restored, so callers' streams are unchanged.
+    Threads run these blocks one at a time, so each draws from its own seed only.
     """
     devices = []
     if device is not None and torch.device(device).type == "cuda":
         devices = [torch.device(device)]
-    with torch.random.fork_rng(devices=devices):
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=devices):
         torch.manual_seed(torch_seed(check_rng(rng)))
         yield
