@@ -21,7 +21,7 @@ from ratiokit.methods import (
     get_method,
 )
 from ratiokit.ratio import RatioEstimator, discrepancy, divergence, estimate_ratio
-from ratiokit.results import DivergenceResult, FitResult, TwoSampleTestResult
+from ratiokit.results import DivergenceResult, FitResult, RatioDiagnostics, TwoSampleTestResult
 from ratiokit.two_sample import two_sample_test
 
 __version__ = "0.1.0.dev0"
@@ -39,6 +39,7 @@ __all__ = [
     "KernelMeanMatching",
     "MomentMatching",
     "NeuralBregman",
+    "RatioDiagnostics",
     "RatioEstimator",
     "TwoSampleTestResult",
     "__version__",

@@ -28,6 +28,7 @@ __all__ = [
     "new_figure",
     "plot_fit",
     "plot_null_distribution",
+    "plot_ratio_diagnostics",
     "plot_samples",
     "plot_statistics",
     "save_figure",
@@ -258,6 +259,70 @@ def plot_null_distribution(
     if title is not None:
         ax.set_title(title)
     return ax
+
+
+def plot_ratio_diagnostics(diagnostics: Any, axes: Any = None) -> np.ndarray:
+    """Draw a :class:`~ratiokit.results.RatioDiagnostics` in three panels.
+
+    Left: the balancing means ``E_q[r]`` and ``E_p[1/r]`` with 95% intervals (1.96 standard
+    errors) against the target 1. Middle: the reliability curve of the implied classifier,
+    observed fraction of points from P against mean predicted ``D`` per bin, with binomial
+    95% intervals and the diagonal. Right: the reweighting test's null distribution and
+    statistic (a note instead when too few points were kept).
+
+    Parameters
+    ----------
+    diagnostics : RatioDiagnostics
+    axes : sequence of 3 Axes, default=None
+        Where to draw; default: the panels of a new figure.
+
+    Returns
+    -------
+    ndarray of Axes of shape (3,)
+
+    Raises
+    ------
+    TypeError
+        If ``axes`` is not three matplotlib Axes.
+    """
+    if axes is None:
+        axes = new_figure(3, width=4.0, height=3.6)[1]
+    axes = np.asarray(axes, dtype=object).ravel()
+    if axes.size != 3 or not all(isinstance(ax, Axes) for ax in axes):
+        raise TypeError(f"`axes` must be three matplotlib Axes or None; got {axes.size} items.")
+    d = diagnostics
+    ax = axes[0]
+    means = [d.mean_ratio_q, d.mean_inverse_ratio_p]
+    half = [1.96 * d.se_ratio_q, 1.96 * d.se_inverse_ratio_p]
+    shown = [m if np.isfinite(m) else np.nan for m in means]
+    ax.errorbar([0, 1], shown, yerr=half, fmt="o", color="C0", capsize=4)
+    ax.axhline(1.0, color="0.4", linestyle="--", linewidth=1.0, label="target 1")
+    if any(not abs(m - 1.0) + h < 2.0 for m, h in zip(means, half, strict=True)):
+        ax.set_yscale("symlog", linthresh=1.0)  # far-off means stay on the panel
+    ax.set_xticks([0, 1], ["E_q[r]", "E_p[1/r]"])
+    ax.set_xlim(-0.6, 1.6)
+    ax.set_title("balancing (95% intervals)")
+    ax.legend(loc="best", fontsize="small")
+    ax = axes[1]
+    used = d.counts > 0
+    pred, obs, n = d.predicted[used], d.observed[used], d.counts[used]
+    band = 1.96 * np.sqrt(np.clip(pred * (1.0 - pred), 0.0, None) / n)
+    ax.plot([0.0, 1.0], [0.0, 1.0], color="0.4", linestyle="--", linewidth=1.0)
+    ax.errorbar(pred, obs, yerr=band, fmt="o-", color="C0", capsize=3, markersize=4)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("predicted D = r n_p / (r n_p + n_q)")
+    ax.set_ylabel("observed fraction from P")
+    ax.set_title(f"calibration (error {d.calibration_error:.3f})")
+    ax = axes[2]
+    test = d.reweighted_test
+    if test is None:
+        ax.text(0.5, 0.5, f"{d.n_kept} point(s) kept:\nno test", ha="center", va="center")
+        ax.set_axis_off()
+    else:
+        title = f"P vs reweighted Q ({d.n_kept} kept): p = {test.pvalue:.3g}"
+        plot_null_distribution(test.null_distribution, test.statistic, ax=ax, title=title)
+    return axes
 
 
 def _check_labels(labels: Any) -> tuple[str, str]:

@@ -9,12 +9,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator
+from sklearn.utils import ClassifierTags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ratiokit._rng import check_rng
 from ratiokit._validation import as_sample, as_sample_pair, check_choice, check_int, is_tensor
+from ratiokit.diagnostics import ratio_diagnostics
 from ratiokit.methods import METHODS, Discrepancy, get_method
-from ratiokit.results import DivergenceResult
+from ratiokit.results import DivergenceResult, RatioDiagnostics
 
 __all__ = ["RatioEstimator", "discrepancy", "divergence", "estimate_ratio"]
 
@@ -215,11 +217,7 @@ class RatioEstimator(BaseEstimator):
     def fit(self, X: Any, y: Any) -> RatioEstimator:  # noqa: N803 - scikit-learn convention
         """Fit on the pooled sample ``X`` with ``y`` in {0, 1} (1 = sample from P)."""
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])  # noqa: N806
-        labels = np.unique(y)
-        if not np.isin(labels, [0, 1]).all() or len(labels) != 2:
-            raise ValueError(
-                f"`y` must mark the two samples with 1 (P) and 0 (Q); got labels {labels[:5]}."
-            )
+        _check_labels(y)
         method = get_method(self.method)
         if not method.has_log_ratio:
             able = sorted(name for name, cls in METHODS.items() if cls.has_log_ratio)
@@ -262,19 +260,63 @@ class RatioEstimator(BaseEstimator):
         a proper scoring rule, so ``GridSearchCV`` selects the best-calibrated ratio.
         """
         y = np.asarray(y)
+        _check_labels(y)
         logit = torch.as_tensor(np.asarray(self.log_ratio(X), dtype=np.float64))
         n_p, n_q = int((y == 1).sum()), int((y == 0).sum())
-        if n_p == 0 or n_q == 0:
-            raise ValueError("`y` must contain both labels 1 (P) and 0 (Q).")
         logit = logit + math.log(n_p / n_q)
         target = torch.as_tensor(y == 1, dtype=torch.float64)
         return float(-F.binary_cross_entropy_with_logits(logit, target))
 
+    def diagnostics(
+        self,
+        x_p: Any,
+        x_q: Any,
+        *,
+        n_bins: int = 10,
+        test_method: str | Discrepancy = "mmd",
+        n_permutations: int = 499,
+        alpha: float = 0.05,
+        rng: Any = None,
+    ) -> RatioDiagnostics:
+        """Check the fitted ratio on held-out samples ``x_p`` ~ P and ``x_q`` ~ Q.
+
+        The balancing identities ``E_q[r] = 1`` and ``E_p[1/r] = 1`` with standard errors,
+        the reliability curve of the implied classifier ``D = r n_p / (r n_p + n_q)``, and a
+        two-sample test of P's sample against Q's sample thinned by rejection sampling with
+        acceptance ``r / max r``; see :func:`ratiokit.diagnostics.ratio_diagnostics` for the
+        parameters and why each check is valid. ``.plot()`` draws the result.
+
+        Returns
+        -------
+        RatioDiagnostics
+        """
+        check_is_fitted(self)
+        return ratio_diagnostics(
+            self, x_p, x_q, n_bins=n_bins, test_method=test_method,
+            n_permutations=n_permutations, alpha=alpha, rng=rng,
+        )  # fmt: skip
+
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
+        # y marks two samples: scikit-learn's estimator checks then pass binary targets.
+        tags.classifier_tags = ClassifierTags(multi_class=False)
         tags.non_deterministic = self.rng is None
         return tags
+
+
+def _check_labels(y: np.ndarray) -> None:
+    """Raise unless ``y`` holds both labels 1 (P) and 0 (Q), and nothing else."""
+    labels = np.unique(y)
+    if not np.isin(labels, [0, 1]).all():
+        raise ValueError(
+            f"`y` must mark the two samples with 1 (P) and 0 (Q); got labels {labels[:5]}."
+        )
+    if labels.size != 2:
+        raise ValueError(
+            "`y` must mark the two samples with 1 (P) and 0 (Q); got one class, "
+            f"{labels.tolist()}."
+        )
 
 
 def estimate_ratio(

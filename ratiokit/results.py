@@ -7,7 +7,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DivergenceResult", "FitResult", "TrainHistory", "TwoSampleTestResult"]
+__all__ = [
+    "DivergenceResult",
+    "FitResult",
+    "RatioDiagnostics",
+    "TrainHistory",
+    "TwoSampleTestResult",
+]
 
 
 def _short(value: Any) -> str:
@@ -102,6 +108,143 @@ class DivergenceResult(_CompactRepr):
     standard_error: float | None = None
     bootstrap: np.ndarray | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+#: Fewest effective terms (``(sum v)^2 / sum v^2``) for a balancing mean to be judged.
+MIN_BALANCE_ESS = 10.0
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class RatioDiagnostics(_CompactRepr):
+    """Checks of a fitted density ratio on held-out samples, from ``RatioEstimator.diagnostics``.
+
+    See :func:`ratiokit.diagnostics.ratio_diagnostics` for the statistics and why each is
+    valid.
+
+    Attributes
+    ----------
+    mean_ratio_q, se_ratio_q : float
+        ``mean_j r(y_j)`` over Q's held-out sample (1 in expectation for the true ratio) and
+        its standard error.
+    mean_inverse_ratio_p, se_inverse_ratio_p : float
+        ``mean_i 1 / r(x_i)`` over P's held-out sample (1 for the true ratio where P covers
+        Q's support) and its standard error.
+    ess_ratio_q, ess_inverse_ratio_p : float
+        Effective number of terms of each mean, ``(sum v)^2 / sum v^2``: below
+        :data:`MIN_BALANCE_ESS` a few points carry the mean and its normal interval means
+        nothing, so the check fails.
+    bin_edges : ndarray of shape (k + 1,)
+        Edges of the reliability curve's bins of the implied classifier
+        ``D = r n_p / (r n_p + n_q)`` (quantiles of D; k <= n_bins).
+    predicted, observed : ndarray of shape (k,)
+        Per bin, the mean of D and the fraction of points from P (NaN for an empty bin).
+    counts : ndarray of int64, shape (k,)
+        Points per bin.
+    calibration_error : float
+        ``sum_b counts_b |observed_b - predicted_b| / sum_b counts_b``.
+    calibration_pvalue : float
+        Hosmer-Lemeshow p-value of the reliability curve (chi^2, one degree per bin).
+    reweighted_pvalue : float
+        p-value of the two-sample test of P's sample against Q's sample thinned by
+        rejection with acceptance ``r / max r``; NaN if fewer than 2 points were kept.
+    n_kept : int
+        Points of Q's sample kept for that test.
+    n_p, n_q : int
+        Held-out sizes.
+    method : str
+        Name of the ratio method.
+    alpha : float
+        Level of the verdicts in :attr:`checks`.
+    reweighted_test : TwoSampleTestResult or None
+        The full result of the reweighting test.
+    """
+
+    mean_ratio_q: float
+    se_ratio_q: float
+    mean_inverse_ratio_p: float
+    se_inverse_ratio_p: float
+    ess_ratio_q: float
+    ess_inverse_ratio_p: float
+    bin_edges: np.ndarray
+    predicted: np.ndarray
+    observed: np.ndarray
+    counts: np.ndarray
+    calibration_error: float
+    calibration_pvalue: float
+    reweighted_pvalue: float
+    n_kept: int
+    n_p: int
+    n_q: int
+    method: str
+    alpha: float = 0.05
+    reweighted_test: TwoSampleTestResult | None = field(default=None, repr=False)
+
+    @property
+    def balance_pvalues(self) -> tuple[float, float]:
+        """Two-sided normal p-values of ``E_q[r] = 1`` and ``E_p[1/r] = 1``."""
+        from scipy.stats import norm
+
+        def pvalue(mean: float, se: float) -> float:
+            if not np.isfinite(mean):
+                return 0.0
+            if se == 0.0:
+                return 1.0 if mean == 1.0 else 0.0
+            return float(2.0 * norm.sf(abs(mean - 1.0) / se))
+
+        return (
+            pvalue(self.mean_ratio_q, self.se_ratio_q),
+            pvalue(self.mean_inverse_ratio_p, self.se_inverse_ratio_p),
+        )
+
+    @property
+    def checks(self) -> dict[str, bool]:
+        """Each check's verdict at level :attr:`alpha` (True: no evidence against the ratio).
+
+        The reweighting check passes vacuously when fewer than 2 points were kept; each
+        verdict is at level ``alpha`` on its own (four checks: about ``4 alpha`` in all).
+        """
+        p_q, p_p = self.balance_pvalues
+        return {
+            "E_q[r] = 1": p_q > self.alpha and self.ess_ratio_q >= MIN_BALANCE_ESS,
+            "E_p[1/r] = 1": p_p > self.alpha and self.ess_inverse_ratio_p >= MIN_BALANCE_ESS,
+            "calibrated": self.calibration_pvalue > self.alpha,
+            "reweighted Q ~ P": not self.reweighted_pvalue <= self.alpha,
+        }
+
+    @property
+    def passed(self) -> bool:
+        """Whether every check passed."""
+        return all(self.checks.values())
+
+    @property
+    def verdict(self) -> str:
+        """One line: the checks that failed, with their numbers, or that all passed."""
+        p_q, p_p = self.balance_pvalues
+        values = {
+            "E_q[r] = 1": (
+                f"E_q[r] = {self.mean_ratio_q:.3g} +- {self.se_ratio_q:.2g} "
+                f"(ESS {self.ess_ratio_q:.3g})"
+            ),
+            "E_p[1/r] = 1": (
+                f"E_p[1/r] = {self.mean_inverse_ratio_p:.3g} +- {self.se_inverse_ratio_p:.2g} "
+                f"(ESS {self.ess_inverse_ratio_p:.3g})"
+            ),
+            "calibrated": f"calibration p = {self.calibration_pvalue:.3g}",
+            "reweighted Q ~ P": f"reweighted test p = {self.reweighted_pvalue:.3g}",
+        }
+        failed = [values[name] for name, ok in self.checks.items() if not ok]
+        if not failed:
+            return f"all checks passed at level {self.alpha:g}"
+        return f"failed at level {self.alpha:g}: " + "; ".join(failed)
+
+    def plot(self, axes: Any = None) -> Any:
+        """Balancing means, reliability curve and the reweighting test's null; a Figure.
+
+        ``axes``: three matplotlib Axes to draw on (default: a new figure).
+        """
+        from ratiokit.plot import plot_ratio_diagnostics
+
+        return plot_ratio_diagnostics(self, axes=axes)[0].figure
 
 
 @dataclass(frozen=True, repr=False, eq=False)
