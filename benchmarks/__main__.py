@@ -1,7 +1,12 @@
 """Run benchmark suites: ``python -m benchmarks [suite ...] [--quick]``.
 
-With no suite named, every suite runs. Adding a suite is one line in :data:`SUITES`: a
-module in this package with ``main(argv: list[str] | None) -> int`` that accepts ``--quick``.
+With no suite named, every suite runs, in the order of :data:`SUITES`; ``--quick`` is passed
+on to each suite (smaller sizes, for a smoke run). Each suite's time is printed as it ends and
+all of them at the end; a suite that raises is reported and the others still run (exit
+status 1). ``ratiokit bench`` runs this same entry from the repository root.
+
+Adding a suite is one line in :data:`SUITES`: a module in this package with
+``main(argv: list[str] | None) -> int`` that accepts ``--quick``.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
+import traceback
 
 #: Suite name -> module (run from the repository root).
 SUITES: dict[str, str] = {
@@ -32,10 +39,27 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown suite(s) {unknown}; choose from {sorted(SUITES)}")
     status = 0
+    timings: list[tuple[str, float, str]] = []
     for name in args.suites or list(SUITES):
         print(f"=== {name} ({SUITES[name]}) ===", flush=True)
-        module = importlib.import_module(SUITES[name])
-        status = max(status, module.main(["--quick"] if args.quick else []))
+        start = time.perf_counter()
+        try:
+            module = importlib.import_module(SUITES[name])
+            code = module.main(["--quick"] if args.quick else [])
+        except Exception:  # noqa: BLE001 - one broken suite must not stop the others
+            traceback.print_exc()
+            code, outcome = 1, "failed (traceback above)"
+        else:
+            outcome = "ok" if code == 0 else f"exit status {code}"
+        seconds = time.perf_counter() - start
+        timings.append((name, seconds, outcome))
+        print(f"=== {name}: {outcome} in {seconds:.0f} s ===", flush=True)
+        status = max(status, code)
+    total = sum(seconds for _, seconds, _ in timings)
+    print(f"\nsuite times{' (--quick)' if args.quick else ''}:")
+    for name, seconds, outcome in timings:
+        print(f"  {name:<12} {seconds:8.1f} s  {outcome}")
+    print(f"  {'total':<12} {total:8.1f} s ({total / 60:.1f} min)", flush=True)
     return status
 
 

@@ -6,6 +6,7 @@ difference to zero. Never imports pykeops or matplotlib at import time.
 """
 
 from ratiokit import simulators
+from ratiokit.benchmark import benchmark
 from ratiokit.fitting import fit
 from ratiokit.kernels import Kernel
 from ratiokit.methods import (
@@ -43,6 +44,7 @@ __all__ = [
     "RatioEstimator",
     "TwoSampleTestResult",
     "__version__",
+    "benchmark",
     "discrepancy",
     "divergence",
     "estimate_ratio",

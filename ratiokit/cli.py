@@ -1,5 +1,5 @@
 """The ``ratiokit`` command: ``doctor`` checks an installation, ``demo`` shows what it does,
-``test`` runs a two-sample test on two files.
+``test`` runs a two-sample test on two files, ``bench`` runs a checkout's benchmark suites.
 
 This is the one module that prints. Each subcommand is a ``_cmd_<name>(args) -> int``
 function registered in :func:`build_parser`; user errors (``ValueError``/``TypeError`` raised by
@@ -499,6 +499,46 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# bench
+# ---------------------------------------------------------------------------------------------
+
+
+def _benchmarks_main() -> Callable[[list[str]], int]:
+    """``main`` of ``benchmarks/__main__.py`` in the working directory (a source checkout).
+
+    The suites live at the repository root, beside ``ratiokit/``, and are not installed with
+    the package, so the command runs them only from there.
+    """
+    root = Path.cwd().resolve()
+    folder = root / "benchmarks"
+    if not (folder / "__main__.py").is_file():
+        source = Path(ratiokit.__file__).resolve().parent.parent
+        hint = ""
+        if (source / "benchmarks" / "__main__.py").is_file():
+            hint = f" (this installation's checkout is {source})"
+        raise ValueError(
+            f"`{PROG} bench` runs the benchmarks/ folder of a source checkout, and there is "
+            f"none in {root}; run it from the repository root{hint}, e.g. "
+            f"`cd /path/to/ratiokit && {PROG} bench --quick`."
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    module = importlib.import_module("benchmarks.__main__")
+    found = Path(module.__file__).resolve().parent
+    if found != folder:
+        raise ValueError(
+            f"`{PROG} bench` must run {folder}; got the benchmarks package at {found} "
+            "(imported earlier): run it in a fresh process from the repository root."
+        )
+    return module.main
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    argv = [*args.suites] + (["--quick"] if args.quick else []) + (["--list"] if args.list else [])
+    return int(_benchmarks_main()(argv))
+
+
+# ---------------------------------------------------------------------------------------------
 # parser and entry point
 # ---------------------------------------------------------------------------------------------
 
@@ -604,6 +644,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress", action="store_true", help="show a progress bar for long computations"
     )
     test.set_defaults(func=_cmd_test)
+
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmark suites of a source checkout (from its root)",
+        description="Run the benchmark suites as `python -m benchmarks` does: from the "
+        "repository root of a source checkout, each suite writes its tables and plots to "
+        "benchmarks/results/. Exit status 0 when every suite ran, 1 otherwise.",
+    )
+    bench.add_argument(
+        "suites", nargs="*", metavar="SUITE", help="suites to run (default: all; see --list)"
+    )
+    bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    bench.add_argument("--list", action="store_true", help="list the suites and exit")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -26,6 +26,7 @@ from ratiokit._validation import as_sample, as_sample_pair, check_int, check_pos
 __all__ = [
     "mmd_demo_figure",
     "new_figure",
+    "plot_benchmark",
     "plot_fit",
     "plot_null_distribution",
     "plot_ratio_diagnostics",
@@ -617,3 +618,91 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) ->
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
     return out
+
+
+def plot_benchmark(result: Any, metric: str | None = None, axes: Any = None) -> np.ndarray:
+    """Draw a :class:`~ratiokit.results.BenchmarkResult`: ``metric`` against n per method.
+
+    One panel per problem, one line per method through the means over seeds, with error bars
+    of one standard error. Sizes are on a log scale; errors, MSEs and times too (when
+    positive); rejection rates on [0, 1], with the level alpha for ``type_i_error``.
+
+    Parameters
+    ----------
+    result : BenchmarkResult
+    metric : str, default=None
+        One of ``result.metrics``; default: the first with a value.
+    axes : sequence of Axes, default=None
+        One per problem; default: the panels of a new figure.
+
+    Returns
+    -------
+    ndarray of Axes of shape (n_problems,)
+
+    Raises
+    ------
+    ValueError
+        If ``metric`` is not one of ``result.metrics``.
+    TypeError
+        If ``axes`` is not one matplotlib Axes per problem.
+
+    Examples
+    --------
+    >>> from ratiokit.benchmark import benchmark
+    >>> res = benchmark(["ulsif"], ["gaussian_shift"], [20, 40], seeds=2, metrics="time", rng=0)
+    >>> plot_benchmark(res)[0].get_title()
+    'gaussian_shift'
+    """
+    summary = result.summary()
+    if metric is None:
+        found = [m for m in result.metrics if any(np.isfinite(r[m]) for r in summary)]
+        metric = (found or list(result.metrics))[0]
+    if metric not in result.metrics:
+        raise ValueError(f"`metric` must be one of {list(result.metrics)}; got {metric!r}.")
+    problems = result.problems
+    if axes is None:
+        axes = new_figure(len(problems), width=4.4, height=3.6)[1]
+    axes = np.asarray(axes, dtype=object).ravel()
+    if axes.size != len(problems) or not all(isinstance(ax, Axes) for ax in axes):
+        raise TypeError(
+            f"`axes` must be {len(problems)} matplotlib Axes (one per problem) or None; "
+            f"got {axes.size} items."
+        )
+    rate = metric in ("power", "type_i_error")
+    for ax, problem in zip(axes, problems, strict=True):
+        drawn = []
+        for k, method in enumerate(result.methods):
+            rows = [r for r in summary if r["method"] == method and r["problem"] == problem]
+            n = np.array([r["n"] for r in rows], dtype=np.float64)
+            mean = np.array([r[metric] for r in rows], dtype=np.float64)
+            se = np.array([r[f"{metric}_se"] for r in rows], dtype=np.float64)
+            keep = np.isfinite(mean)
+            if keep.any():
+                order = np.argsort(n[keep])
+                ax.errorbar(
+                    n[keep][order],
+                    mean[keep][order],
+                    yerr=np.nan_to_num(se[keep][order]),
+                    fmt="o-",
+                    capsize=3,
+                    markersize=4,
+                    color=f"C{k % 10}",
+                    label=method,
+                )
+                drawn.append(mean[keep])
+        if metric == "type_i_error":
+            ax.axhline(result.alpha, color="0.4", linestyle="--", linewidth=1.0, label="alpha")
+        if len(result.sizes) > 1:
+            ax.set_xscale("log")
+        if rate:
+            ax.set_ylim(-0.05, 1.05)
+        elif drawn and (np.concatenate(drawn) > 0).all():
+            ax.set_yscale("log")
+        if not drawn:
+            ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("n (points per sample)")
+        ax.set_ylabel(metric + (" (s)" if metric == "time" else ""))
+        ax.set_title(problem)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    return axes

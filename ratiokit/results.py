@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "BenchmarkResult",
     "DivergenceResult",
     "FitResult",
     "RatioDiagnostics",
@@ -512,3 +513,114 @@ class FitResult(_CompactRepr):
             simulator=None if record["kind"] == "module" else simulator,
             model=model,
         )
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class BenchmarkResult:
+    """Scores of methods on synthetic problems, one row per cell, from :func:`ratiokit.benchmark`.
+
+    Attributes
+    ----------
+    columns : tuple of str
+        ``"method"``, ``"problem"``, ``"n"``, ``"seed"``, the metric columns (see
+        :attr:`metrics`), then ``"note"``.
+    rows : tuple of tuple
+        One per (method, problem, n, seed), in ``columns`` order: method and problem labels,
+        n (points per sample), seed (the replicate, from 0), the metric values (floats, NaN
+        where a metric does not apply or failed) and the note saying why.
+    alpha : float
+        Level of the two-sample tests behind ``power`` and ``type_i_error``.
+    details : dict
+        Settings: ``n_permutations``, ``n_test``, the problems' parameters, the executor.
+    """
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    alpha: float = 0.05
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metric columns, e.g. ``("log_ratio_mse", "divergence_error[kl]", "time")``."""
+        return self.columns[4:-1]
+
+    def _distinct(self, name: str) -> list[Any]:
+        k = self.columns.index(name)
+        return list(dict.fromkeys(row[k] for row in self.rows))
+
+    @property
+    def methods(self) -> list[str]:
+        """Method labels, in the order given."""
+        return self._distinct("method")
+
+    @property
+    def problems(self) -> list[str]:
+        """Problem labels, in the order given."""
+        return self._distinct("problem")
+
+    @property
+    def sizes(self) -> list[int]:
+        """Sample sizes n, in the order given."""
+        return self._distinct("n")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        return (
+            f"BenchmarkResult({len(self)} rows: methods={self.methods}, "
+            f"problems={self.problems}, sizes={self.sizes}, "
+            f"seeds={len(self._distinct('seed'))}, metrics={list(self.metrics)})"
+        )
+
+    def column(self, name: str) -> np.ndarray:
+        """One column over the rows: float64 for metrics, int64 for n and seed, else str.
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is not one of :attr:`columns`.
+        """
+        if name not in self.columns:
+            raise ValueError(f"`name` must be one of {list(self.columns)}; got {name!r}.")
+        k = self.columns.index(name)
+        values = [row[k] for row in self.rows]
+        if name in self.metrics:
+            return np.array(values, dtype=np.float64)
+        return np.array(values, dtype=np.int64 if name in ("n", "seed") else str)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Mean and standard error over seeds per (method, problem, n), as a list of dicts.
+
+        Keys: ``method``, ``problem``, ``n``, ``seeds``, each metric (the mean over the seeds
+        where it has a value), ``<metric>_se`` (``std(ddof=1) / sqrt(k)``; NaN for k < 2)
+        and ``note``.
+        """
+        from ratiokit._benchmark_table import summarize
+
+        return summarize(self)
+
+    def to_markdown(self, *, summary: bool = True) -> str:
+        """A markdown table: means ± standard errors over seeds (or every row), with notes."""
+        from ratiokit._benchmark_table import format_markdown
+
+        return format_markdown(self, summary=summary)
+
+    def to_csv(self, path: Any = None) -> Any:
+        """Every row as CSV, floats written exactly: the text, or the path written to.
+
+        ``path``: where to write (parent folders are created); None returns the text.
+        """
+        from ratiokit._benchmark_table import write_csv
+
+        return write_csv(self, path)
+
+    def plot(self, metric: str | None = None, *, axes: Any = None) -> Any:
+        """``metric`` against n, one line per method and one panel per problem; a Figure.
+
+        ``metric`` defaults to the first metric with a value; error bars are one standard
+        error over seeds. ``axes``: one matplotlib Axes per problem (default: a new figure).
+        """
+        from ratiokit.plot import plot_benchmark
+
+        return plot_benchmark(self, metric, axes=axes)[0].figure
