@@ -579,13 +579,17 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
         ax.legend(fontsize="small")
     sim = result.simulate(data.shape[0], rng=rng)
     for j in range(n_marginals):
-        plot_samples(
+        ax = plot_samples(
             data[:, j],
             sim[:, j],
             ax=axes[1 + len(names) + j],
             labels=("data", "fitted"),
             title=f"feature {j}" if data.shape[1] > 1 else "data vs fitted",
         )
+        # The central 99% of the pooled values: heavy tails would squash the histograms.
+        low, high = np.quantile(np.r_[data[:, j], sim[:, j]], [0.005, 0.995])
+        if high > low:
+            ax.set_xlim(low - 0.05 * (high - low), high + 0.05 * (high - low))
     return fig
 
 

@@ -373,6 +373,7 @@ class FitResult(_CompactRepr):
         n_sim: int | None = None,
         n_permutations: int = 999,
         rng: Any = None,
+        progress: bool | None = None,
     ) -> TwoSampleTestResult:
         """Two-sample test of the data against fresh simulations at the fitted parameters.
 
@@ -389,6 +390,8 @@ class FitResult(_CompactRepr):
         n_permutations : int, default=999
         rng : None, int or Generator, default=None
             Seeds the simulations (new random numbers, not the fit's) and the test.
+        progress : bool or None, default=None
+            The test's progress bar (see :func:`ratiokit.two_sample_test`).
 
         Returns
         -------
@@ -402,7 +405,12 @@ class FitResult(_CompactRepr):
         sim_rng, test_rng = check_rng(rng).spawn(2)
         y = self.simulate(self.data.shape[0] if n_sim is None else n_sim, rng=sim_rng)
         return two_sample_test(
-            self.data, y, method=method, n_permutations=n_permutations, rng=test_rng
+            self.data,
+            y,
+            method=method,
+            n_permutations=n_permutations,
+            rng=test_rng,
+            progress=progress,
         )
 
     def plot(self, *, truth: Any = None, rng: Any = 0) -> Any:
