@@ -22,6 +22,7 @@ SUITES: dict[str, str] = {
     "kernels": "benchmarks.kernels_scaling",
     "ratio": "benchmarks.ratio_accuracy",
     "two_sample": "benchmarks.two_sample",
+    "gan": "benchmarks.gan",
     "fit": "benchmarks.fit",
 }
 

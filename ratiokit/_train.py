@@ -191,12 +191,13 @@ def train(
     --------
     >>> import torch
     >>> from ratiokit.config import TrainConfig
-    >>> data = torch.randn(500, 1, generator=torch.Generator().manual_seed(0)) + 3.0
-    >>> loc = torch.nn.Linear(1, 1)  # x = w z + b
-    >>> out = train(loc, lambda n, g: loc(torch.randn(n, 1, generator=g)), data, "mmd",
-    ...             TrainConfig(max_steps=300, lr=0.05, progress=False), rng=0)
-    >>> round(loc.bias.item()), out.n_steps, out.interrupted  # the mean moved to 3
-    (3, 300, False)
+    >>> data = 2.0 * torch.randn(1000, 1, generator=torch.Generator().manual_seed(0)) + 3.0
+    >>> G = torch.nn.Linear(1, 1)  # the model x = w z + b, z ~ N(0, 1), from w = 1, b = 0
+    >>> _ = torch.nn.init.ones_(G.weight), torch.nn.init.zeros_(G.bias)
+    >>> out = train(G, lambda n, g: G(torch.randn(n, 1, generator=g)), data, "moments",
+    ...             TrainConfig(max_steps=500, lr=0.05, progress=False), rng=0)
+    >>> round(G.bias.item()), round(abs(G.weight.item())), out.n_steps  # mean 3, sd 2
+    (3, 2, 500)
     """
     method, x_data, path = _train_iv(
         model, sample, data, method, config, checkpoint, resume, callback
@@ -250,12 +251,14 @@ def _run(
             f"and {config.spectral_norm}."
         )
     model_params = [p for p in model.parameters() if p.requires_grad]
+    # Adam's multi-tensor (foreach) update: the same arithmetic in a few fused kernels, which
+    # on the CPU saves ~0.1 ms a step for a small network (the default there is per tensor).
     state = TrainState(
         model=model,
         method=method,
-        model_opt=torch.optim.Adam(model_params, lr=config.lr, betas=config.betas),
+        model_opt=torch.optim.Adam(model_params, lr=config.lr, betas=config.betas, foreach=True),
         critic_opt=(
-            torch.optim.Adam(critic_params, lr=config.critic_lr, betas=config.betas)
+            torch.optim.Adam(critic_params, lr=config.critic_lr, betas=config.betas, foreach=True)
             if critic_params
             else None
         ),
