@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -121,16 +122,30 @@ def fit_torch(
         model = copy.deepcopy(simulator)  # never train the user's module
         sample = _noise_sampler(model, latent_dim)
     trajectory: list[np.ndarray] = []
+    # theta's trajectory is not in the training checkpoint: it is kept beside it, so a
+    # resumed fit averages the same iterates as an uninterrupted one.
+    saved = None if checkpoint is None or kind != "torch" else Path(f"{checkpoint}.theta.npy")
+    earlier = np.load(saved) if resume and saved is not None and saved.exists() else None
+
+    def save_trajectory(n_before: int) -> None:
+        rows = [] if earlier is None else list(earlier[:n_before])
+        rows += [np.full(theta0.size, np.nan)] * (n_before - len(rows))
+        np.save(saved, np.asarray(rows + trajectory).reshape(-1, theta0.size))
 
     def record(step: int, info: dict[str, float]) -> None:
         if kind == "torch":
             trajectory.append(model.theta())
+            every = config.checkpoint_every
+            if saved is not None and every and step % every == 0:
+                save_trajectory(step - len(trajectory))
 
     out = train(
         model, sample, data, method, config, rng=rng, checkpoint=checkpoint, resume=resume,
         callback=record,
     )  # fmt: skip
     hist = out.history
+    if saved is not None:
+        save_trajectory(len(hist) - len(trajectory))
     history = {
         "step": np.asarray(hist.step),
         "loss": np.asarray(hist.model_loss, dtype=np.float64),
@@ -144,12 +159,15 @@ def fit_torch(
     critic_rounds = config.critic_steps if trained_critic else 0
     n_simulations = config.batch_size * (1 + n_steps * (1 + critic_rounds))
     if kind == "torch":
-        # Steps before a resume have no recorded theta: NaN rows keep the arrays aligned.
-        pad = np.full((len(hist) - len(trajectory), theta0.size), np.nan)
-        thetas = np.vstack([pad, *trajectory]) if trajectory else pad
+        # Steps before a resume come from the saved trajectory; NaN rows where it is missing.
+        n_before = len(hist) - len(trajectory)
+        before = [] if earlier is None else list(earlier[:n_before])
+        before += [np.full(theta0.size, np.nan)] * (n_before - len(before))
+        thetas = np.asarray(before + trajectory).reshape(-1, theta0.size)
         history["theta"] = thetas
         recent = thetas[-tail:]
-        theta = recent[np.isfinite(recent).all(1)].mean(0) if trajectory else model.theta()
+        finite = recent[np.isfinite(recent).all(1)]
+        theta = finite.mean(0) if finite.shape[0] else model.theta()
         converged = _stationary(thetas) and not out.interrupted
         return TorchOutcome(
             theta, None, loss, history, n_steps, n_simulations, converged, out.interrupted

@@ -506,3 +506,19 @@ def test_bad_input_for_a_module():
         rk.fit(gen, data, n_bootstrap=5)
     with pytest.raises(ValueError, match="`latent_dim` must be given for a generator module"):
         rk.fit(nn.Sequential(nn.Tanh()), data)
+
+
+def test_resumed_gradient_fit_equals_an_uninterrupted_one(tmp_path, gauss_data):
+    cfg = TrainConfig(max_steps=40, lr=0.05, checkpoint_every=10, progress=False)
+    kwargs = {"method": "mmd", "theta0": [0.0, 1.0], "rng": 0}
+    path = tmp_path / "fit.ckpt"
+    half = TrainConfig(max_steps=20, lr=0.05, checkpoint_every=10, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 20 or 40 steps need not converge
+        straight = rk.fit(GAUSS, gauss_data, config=cfg, **kwargs)
+        rk.fit(GAUSS, gauss_data, config=half, checkpoint=path, **kwargs)
+        resumed = rk.fit(GAUSS, gauss_data, config=cfg, checkpoint=path, resume=True, **kwargs)
+    assert resumed.n_steps == 40
+    np.testing.assert_array_equal(resumed.history["theta"], straight.history["theta"])
+    np.testing.assert_array_equal(resumed.history["loss"], straight.history["loss"])
+    np.testing.assert_array_equal(resumed.theta, straight.theta)
