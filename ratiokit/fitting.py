@@ -14,7 +14,15 @@ from the data and simulations. Three kinds of simulator (``kind="auto"`` tells t
 Auto-detection: a module is ``"module"``; a :class:`~ratiokit.simulators.Simulator` is
 ``"torch"`` when differentiable; any other callable is probed once with a tensor ``theta``
 that requires grad and a :class:`torch.Generator`, and is ``"torch"`` if it returns a tensor
-that requires grad, else ``"numpy"``.
+that requires grad, else ``"numpy"``. The probe runs in this process: pass ``kind=`` for a
+simulator with side effects.
+
+Which methods suit which kind: a gradient-free search needs an objective that is a smooth
+function of theta under common random numbers, as ``mmd``, ``energy`` and ``moments`` are
+(their critic is closed-form, or fixed from the data). Methods that select a critic by
+cross-validation at every theta (``ulsif``, ``rulsif``, ``kliep``) jump between selections
+and strand a local search; the trained critics (``classifier``, ``fdiv``, ``bregman``)
+belong in the alternating loop of the gradient-based kinds.
 """
 
 from __future__ import annotations
