@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # KeOps compiles each formula once; keep its cache with this checkout's environment.
 export KEOPS_CACHE_FOLDER ?= $(CURDIR)/.keops_cache
 
-.PHONY: demo test test-all lint bench doctor clean
+.PHONY: demo test test-all lint bench doctor docs clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,5 +38,15 @@ doctor: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks
 
+$(BIN)/.docs-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[docs]"
+	touch $@
+
+# The documentation site (docs/_build/html): every example in examples/ runs (a few minutes
+# on 2 cores, most of it the examples), and any warning fails the build.
+docs: $(BIN)/.docs-installed
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
 clean:
 	rm -rf $(VENV) .keops_cache .pytest_cache .hypothesis
+	rm -rf docs/_build docs/generated docs/auto_examples docs/sg_execution_times.rst

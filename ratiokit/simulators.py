@@ -189,6 +189,7 @@ class GaussianLocationScale(Simulator):
 
     @property
     def n_features(self) -> int:
+        """Number of features: ``dim``."""
         return self.dim
 
     def _bounds(self) -> Bounds:

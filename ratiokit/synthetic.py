@@ -401,7 +401,7 @@ class GaussianPair(_Gaussian):
 class GaussianShift(_Gaussian):
     """A mean shift: P = N(mu, I) with mu = (shift / sqrt(dim)) (1, ..., 1), and Q = N(0, I).
 
-    ||mu|| = |shift| in every dimension, so KL(P||Q) = KL(Q||P) = shift^2 / 2,
+    ``||mu|| = |shift|`` in every dimension, so KL(P||Q) = KL(Q||P) = shift^2 / 2,
     chi^2 = exp(shift^2) - 1 and H^2 = 1 - exp(-shift^2 / 8).
 
     Parameters
