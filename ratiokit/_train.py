@@ -154,6 +154,8 @@ def train(
         ``sample(n, generator) -> Tensor (n, d)``: model samples, differentiable in
         ``model``'s parameters, with all randomness from ``generator`` (owned by the loop,
         so a resume is bit-identical); e.g. ``lambda n, g: G(torch.randn(n, k, generator=g))``.
+        The generator lives on the training device: draw noise there
+        (``torch.randn(n, k, generator=g, device=g.device)``).
     data : Tensor or array of shape (n, d)
         Samples from P; cast to the dtype of the model's samples.
     method : Discrepancy or str

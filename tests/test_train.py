@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
-from ratiokit._checkpoint import load_checkpoint, sidecar
+from ratiokit._checkpoint import load_checkpoint, save_checkpoint, sidecar
 from ratiokit._rng import check_rng, fork_torch_rng, torch_seed
 from ratiokit._train import _STREAMS, NonFiniteLossError, TrainOutcome, train
 from ratiokit._train_state import r1_penalty
@@ -195,6 +197,9 @@ def test_progress_bar(capsys):
     model = location_scale()
     train(model, sampler(model), data_2d(), "moments", quick(max_steps=2, progress=True), rng=0)
     assert "train (moments)" in capsys.readouterr().err
+    # progress=None: a bar only once a run has lasted 1 s; these two steps take milliseconds.
+    train(model, sampler(model), data_2d(), "moments", quick(max_steps=2, progress=None), rng=0)
+    assert "train (moments)" not in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -264,6 +269,30 @@ def test_truncated_or_modified_checkpoints_are_refused(tmp_path):
     sidecar(path).unlink()
     with pytest.raises(ValueError, match="incomplete"):
         run(checkpoint=path, resume=True)
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    step=st.integers(0, 10**6),
+    values=st.lists(st.floats(allow_nan=False, width=64), min_size=1, max_size=20),
+    flip=st.integers(0, 10**9),
+)
+def test_checkpoint_round_trip_and_any_flipped_byte_is_refused(
+    step, values, flip, tmp_path_factory
+):
+    path = tmp_path_factory.mktemp("ckpt") / "state.pt"
+    tensors = {"x": torch.tensor(values, dtype=torch.float64), "nested": {"k": torch.arange(3)}}
+    save_checkpoint(path, tensors, {"step": step, "note": "ok"})
+    meta, loaded = load_checkpoint(path)
+    assert meta["step"] == step and meta["note"] == "ok"
+    assert torch.equal(loaded["x"], tensors["x"]) and torch.equal(
+        loaded["nested"]["k"], tensors["nested"]["k"]
+    )
+    data = bytearray(path.read_bytes())
+    data[flip % len(data)] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_checkpoint(path)
 
 
 class _Payload:
@@ -342,6 +371,28 @@ def test_a_nan_loss_stops_with_the_last_good_state(method, tmp_path):
     meta, tensors = load_checkpoint(path)
     assert meta["step"] == 2  # the last checkpoint written, untouched
     assert all(torch.isfinite(t).all() for t in tensors["model"].values())
+
+
+@pytest.mark.gpu
+def test_training_and_resume_on_a_gpu(tmp_path, device):
+    if device.type != "cuda":
+        device = torch.device("cuda")
+    path = tmp_path / "run.pt"
+
+    def go(steps, **kw):
+        model = location_scale().to(device)
+        data = data_2d().to(device)
+        config = quick(max_steps=steps, device=str(device), ema=0.9, spectral_norm=True)
+        sample = lambda n, g: model(torch.randn(n, 2, generator=g, device=device,  # noqa: E731
+                                                dtype=torch.float64))  # fmt: skip
+        out = train(model, sample, data, Classifier(hidden=(8,)), config, rng=0, **kw)
+        return model, out
+
+    straight, _ = go(4)
+    go(2, checkpoint=path)
+    resumed, out = go(4, checkpoint=path, resume=True)
+    assert all(p.device.type == "cuda" for p in resumed.parameters())
+    assert same(params(resumed), params(straight)) and out.n_steps == 4
 
 
 # ---------------------------------------------------------------------------- bad input
