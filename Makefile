@@ -43,8 +43,11 @@ $(BIN)/.docs-installed: $(BIN)/.installed
 	touch $@
 
 # The documentation site (docs/_build/html): every example in examples/ runs (a few minutes
-# on 2 cores, most of it the examples), and any warning fails the build.
+# on 2 cores, most of it the examples), and any warning fails the build. The API pages are
+# regenerated each time (a page left from an object no longer listed would fail the build);
+# examples rerun only when their script changed.
 docs: $(BIN)/.docs-installed
+	rm -rf docs/generated
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:

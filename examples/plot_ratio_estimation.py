@@ -55,6 +55,20 @@ print("bandwidth and ridge chosen by leave-one-out:", est.method_.bandwidth_, es
 print("mean log-likelihood of the implied classifier:", round(est.score(X, y), 4))
 
 # %%
+# Checking a fit on held-out data
+# -------------------------------
+# ``diagnostics`` checks a fitted ratio on fresh samples: the balancing identities
+# ``E_q[r] = 1`` and ``E_p[1/r] = 1``, the calibration of the classifier the ratio implies,
+# and a two-sample test of P's sample against Q's sample thinned by rejection sampling with
+# acceptance ``r / max r`` (a sample from P when ``r`` is right).
+new_p, new_q = pair.sample_p(1000, rng=10), pair.sample_q(1000, rng=11)
+diag = rk.estimate_ratio(x_p, x_q, method="ulsif", rng=0).diagnostics(new_p, new_q, rng=0)
+print(diag.checks)
+print(f"E_q[r] = {diag.mean_ratio_q:.3f} +- {diag.se_ratio_q:.3f}")
+print(f"E_p[1/r] = {diag.mean_inverse_ratio_p:.3f} +- {diag.se_inverse_ratio_p:.3f}")
+fig = diag.plot()
+
+# %%
 # Divergences
 # -----------
 # A Gaussian mean shift in 2-D, ``|mu| = 1``: KL(P||Q) = 1/2 and chi^2(P||Q) = e - 1 exactly.

@@ -237,7 +237,7 @@ def benchmark(
 
     Each cell (method, problem, n, seed) draws ``n`` points from P and ``n`` from Q and fills
     the metrics: ``log_ratio_mse`` = mean of (log r_hat - log r)^2 over ``n_test`` fresh points
-    of P and ``n_test`` of Q; ``divergence_error[kind]`` = |D_hat - D| for each divergence the
+    of P and ``n_test`` of Q; ``divergence_error[kind]`` = ``|D_hat - D|`` for each divergence the
     method estimates itself (``divergence_kinds``) that the pair has a finite closed form for,
     by :func:`ratiokit.divergence`; ``power`` = 1 if :func:`ratiokit.two_sample_test` rejects
     P = Q at level ``alpha`` on the two samples, else 0, and ``type_i_error`` the same on the
