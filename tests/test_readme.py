@@ -1,9 +1,12 @@
-"""The README's quickstarts and the documentation pages' examples run as written, and the
-README's benchmark figures are the ones in the committed result tables."""
+"""The README's quickstarts and the documentation pages' examples run as written, the
+README's benchmark figures are the ones in the committed result tables, and the API reference
+lists the public surface."""
 
 from __future__ import annotations
 
 import doctest
+import importlib
+import inspect
 import math
 import re
 from pathlib import Path
@@ -69,3 +72,40 @@ def test_readme_benchmark_figures_come_from_the_linked_tables():
             assert any(math.isclose(value, c, abs_tol=half_unit) for c in candidates), (
                 f"{value} {unit} in the README row {cells[0]!r} is not in {target.name}"
             )
+
+
+#: Modules whose ``__all__`` is the public surface the API reference must cover.
+PUBLIC_MODULES = (
+    "ratiokit",
+    "ratiokit.methods",
+    "ratiokit.kernels",
+    "ratiokit.synthetic",
+    "ratiokit.simulators",
+)
+
+
+def _documented() -> tuple[list[object], set[str]]:
+    """Objects listed in docs/api.rst's autosummary tables, and the modules it documents."""
+    objects, modules, current = [], set(), None
+    for line in (ROOT / "docs" / "api.rst").read_text().splitlines():
+        if match := re.match(r"\.\. (currentmodule|automodule):: (\S+)", line):
+            current = match.group(2)
+            modules.add(current)
+        elif re.match(r"   [A-Za-z_]\w*$", line) and current is not None:
+            objects.append(getattr(importlib.import_module(current), line.strip()))
+    return objects, modules
+
+
+def test_api_reference_lists_the_public_surface():
+    objects, modules = _documented()
+    missing = []
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.ismodule(obj):
+                if obj.__name__ not in modules:
+                    missing.append(f"{module_name}.{name}")
+            elif callable(obj) and all(obj is not other for other in objects):
+                missing.append(f"{module_name}.{name}")  # constants (dicts, tuples) aside
+    assert not missing, f"public names missing from docs/api.rst: {missing}"
