@@ -140,9 +140,16 @@ def fit_torch(
                 save_trajectory(step - len(trajectory))
 
     out = train(
-        model, sample, data, method, config, rng=rng, checkpoint=checkpoint, resume=resume,
+        model,
+        sample,
+        data,
+        method,
+        config,
+        rng=rng,
+        checkpoint=checkpoint,
+        resume=resume,
         callback=record,
-    )  # fmt: skip
+    )
     hist = out.history
     if saved is not None:
         save_trajectory(len(hist) - len(trajectory))
@@ -193,7 +200,16 @@ def torch_replicate(
     rows = gen.integers(0, data.shape[0], data.shape[0])
     quiet = TrainConfig.from_dict({**config.to_dict(), "progress": False})
     out = fit_torch(
-        "torch", simulator, torch.as_tensor(data[rows]), get_method(method), quiet,
-        theta_hat, transform, None, gen, None, False,
-    )  # fmt: skip
+        "torch",
+        simulator,
+        torch.as_tensor(data[rows]),
+        get_method(method),
+        quiet,
+        theta_hat,
+        transform,
+        None,
+        gen,
+        None,
+        False,
+    )
     return out.theta

@@ -96,19 +96,30 @@ class _Objective:
         self.thetas: list[np.ndarray] = []
         self.losses: list[float] = []
         self.failures: list[tuple[tuple[float, ...], str]] = []
+        self._seen: dict[bytes, float] = {}
 
     def evaluate(self, thetas: list[np.ndarray]) -> np.ndarray:
-        """Losses at ``thetas`` (``inf`` where the simulator or the method fails)."""
-        out = np.empty(len(thetas))
-        for i, (theta, sim) in enumerate(zip(thetas, self.engine.run(thetas), strict=True)):
+        """Losses at ``thetas`` (``inf`` where the simulator or the method fails).
+
+        Common random numbers make the loss a function of theta, so a theta evaluated
+        before is answered from memory, neither simulated nor recorded again.
+        """
+        thetas = [np.array(theta, dtype=np.float64) for theta in thetas]
+        new, keys = [], set()
+        for theta in thetas:
+            key = theta.tobytes()
+            if key not in self._seen and key not in keys:
+                keys.add(key)
+                new.append(theta)
+        for theta, sim in zip(new, self.engine.run(new) if new else [], strict=True):
             loss = self._statistic(sim) if not isinstance(sim, str) else sim
             if isinstance(loss, str):
                 self.failures.append((tuple(float(t) for t in theta), loss))
                 loss = math.inf
-            out[i] = loss
-            self.thetas.append(np.array(theta, dtype=np.float64))
+            self._seen[theta.tobytes()] = float(loss)
+            self.thetas.append(theta)
             self.losses.append(float(loss))
-        return out
+        return np.array([self._seen[t.tobytes()] for t in thetas])
 
     def _statistic(self, sim: np.ndarray) -> float | str:
         y = torch.as_tensor(sim, dtype=torch.float64)
@@ -157,7 +168,7 @@ def _lbfgsb(obj: _Objective, u0: np.ndarray, budget: int) -> optimize.OptimizeRe
             return math.inf, np.zeros(k)
         return float(f[0]), (f[1:] - f[0]) / h
 
-    f0 = obj.evaluate([transform.to_theta(u0)])[0]
+    f0 = obj.evaluate([transform.to_theta(u0)])[0]  # remembered from the start's check
     if math.isfinite(f0) and f0 != 0.0:
         scale[0] = abs(f0)  # scale-free tolerances: losses relative to the start
     result = optimize.minimize(
@@ -172,7 +183,7 @@ def _lbfgsb(obj: _Objective, u0: np.ndarray, budget: int) -> optimize.OptimizeRe
 
 
 def _differential_evolution(
-    obj: _Objective, budget: int, rng: np.random.Generator
+    obj: _Objective, budget: int, rng: np.random.Generator, theta0: np.ndarray | None
 ) -> optimize.OptimizeResult:
     transform = obj.spec.transform
     k = transform.low.size
@@ -192,6 +203,7 @@ def _differential_evolution(
         maxiter=max(1, budget // population - 1),
         polish=False,
         vectorized=True,
+        x0=theta0,  # one member of the first generation
         updating="deferred",
         tol=0.0,
         atol=0.0,
@@ -232,7 +244,7 @@ def run_search(
     result = None
     try:
         if spec.search == "global":
-            de = _differential_evolution(obj, spec.max_evaluations * 3 // 4, search_rng)
+            de = _differential_evolution(obj, spec.max_evaluations * 3 // 4, search_rng, theta0)
             u_start = transform.to_u(de.x)
             result = _nelder_mead(obj, u_start, spec.max_evaluations - len(obj.losses))
         else:
@@ -247,6 +259,8 @@ def run_search(
     except KeyboardInterrupt:
         interrupted = True
     losses = np.asarray(obj.losses)
+    if interrupted and not np.isfinite(losses).any():
+        raise KeyboardInterrupt
     if not np.isfinite(losses).any():
         raise ValueError(
             f"the simulator or method failed at every one of the {losses.size} parameter "

@@ -221,7 +221,8 @@ def fit(
         Simulated points per evaluation (kind ``"numpy"``); default: as many as the data.
     executor : concurrent.futures.Executor or dask.distributed.Client, default=None
         Runs simulation batches and bootstrap replicates; default: in this process. Every
-        path gives the same result bit for bit.
+        path gives the same result bit for bit (for the bootstrap of a gradient-based fit,
+        a process-based one: its replicates seed torch's global RNG, which threads share).
     n_bootstrap : int, default=0
         Bootstrap replicates (data resampled, new random numbers, refitted from the
         estimate) for percentile confidence intervals.

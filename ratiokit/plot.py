@@ -521,7 +521,8 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
     Figure
         Panels in rows of four: the loss (with its running minimum for a search), the
         first six parameters (estimate and bootstrap interval as a band), and the first
-        six features of the data against simulations at the estimate.
+        six features of the data against simulations at the estimate (left out for a
+        result loaded without its simulator).
 
     Raises
     ------
@@ -546,7 +547,8 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
             size = 0 if theta is None else theta.size
             raise ValueError(f"`truth` must hold {size} parameters; got {truth.size}.")
     data = np.asarray(result.data)
-    n_marginals = min(data.shape[1], MAX_FIT_PANELS)
+    loaded_without_simulator = result.model is None and result.simulator is None
+    n_marginals = 0 if loaded_without_simulator else min(data.shape[1], MAX_FIT_PANELS)
     n_panels = 1 + len(names) + n_marginals
     ncols = min(4, n_panels)
     fig, axes = new_figure(ncols, -(-n_panels // ncols), width=3.6, height=3.0)
@@ -577,7 +579,7 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
         ax.set_title(name)
         ax.set_xlabel("evaluation" if result.kind == "numpy" else "step")
         ax.legend(fontsize="small")
-    sim = result.simulate(data.shape[0], rng=rng)
+    sim = result.simulate(data.shape[0], rng=rng) if n_marginals else None
     for j in range(n_marginals):
         ax = plot_samples(
             data[:, j],

@@ -137,6 +137,9 @@ def test_global_search_and_lbfgsb_find_the_same_minimum(gauss_data):
     # Under common random numbers the objective is one deterministic function of theta, so
     # the two searches agree to their tolerances (1e-3 in the transformed coordinates).
     np.testing.assert_allclose(glob.theta, quasi.theta, atol=1e-2)
+    # A theta met again (the start of L-BFGS-B) is answered from memory, not re-simulated.
+    rows = quasi.history["theta"]
+    assert len({row.tobytes() for row in rows}) == rows.shape[0]
     assert abs(glob.theta[0] - 1.0) < 4 * SE_LOC and glob.details["search"] == "global"
 
 
@@ -387,8 +390,10 @@ def test_save_load_round_trip(tmp_path, gauss_data):
         res.details,
     )
     np.testing.assert_array_equal(back.simulate(5, rng=3), res.simulate(5, rng=3))
+    bare = FitResult.load(folder)
     with pytest.raises(ValueError, match="`simulator` must be passed to FitResult.load"):
-        FitResult.load(folder).simulate(5)
+        bare.simulate(5)
+    assert len(bare.plot().axes) == 3  # the traces, without the simulated marginal
     with pytest.raises(ValueError, match="`path` must be a folder written by FitResult.save"):
         FitResult.load(tmp_path / "missing")
 
@@ -522,3 +527,36 @@ def test_resumed_gradient_fit_equals_an_uninterrupted_one(tmp_path, gauss_data):
     np.testing.assert_array_equal(resumed.history["theta"], straight.history["theta"])
     np.testing.assert_array_equal(resumed.history["loss"], straight.history["loss"])
     np.testing.assert_array_equal(resumed.theta, straight.theta)
+
+
+@pytest.mark.slow
+def test_bootstrap_intervals_cover_the_truth():
+    # R data sets, each with a 90% percentile interval from B replicates (moment matching of a
+    # Gaussian; each replicate resamples the data and draws new simulations). The number of
+    # intervals holding the true loc is Binomial(R, 0.9) if they are calibrated: it must lie
+    # in the central 99.8% of that law.
+    from scipy import stats
+
+    reps, boots = 60, 40
+    covered = 0
+    for r in range(reps):
+        data = GAUSS.sample(200, rng=1000 + r)
+        kwargs = {"n_bootstrap": boots, "confidence_level": 0.9, "rng": r}
+        res = rk.fit(numpy_gauss, data, method="moments", theta0=[0.0, 1.0], **kwargs)
+        low, high = res.confidence_interval[0]
+        covered += low <= 1.0 <= high
+    lo, hi = stats.binom.interval(0.998, reps, 0.9)
+    assert lo <= covered <= hi
+
+
+def test_bootstrap_of_a_gradient_fit(gauss_data):
+    cfg = TrainConfig(max_steps=60, lr=0.05, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 60 steps need not converge
+        res = rk.fit(GAUSS, gauss_data, theta0=[0.0, 1.0], config=cfg, n_bootstrap=3, rng=0)
+        again = rk.fit(GAUSS, gauss_data, theta0=[0.0, 1.0], config=cfg, n_bootstrap=3, rng=0)
+    assert res.bootstrap.shape == (3, 2) and np.isfinite(res.bootstrap).all()
+    np.testing.assert_array_equal(res.bootstrap, again.bootstrap)
+    # Each replicate starts at the estimate and refits resampled data: it stays near it.
+    assert np.abs(res.bootstrap - res.theta).max() < 1.0
+    assert res.confidence_interval.shape == (2, 2)
