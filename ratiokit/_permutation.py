@@ -37,7 +37,6 @@ from ratiokit.kernels import (
     EXACT_MAX_FEATURES,
     Kernel,
     _sqdist,
-    kernel_pointwise,
     kernel_sum,
 )
 
@@ -508,7 +507,8 @@ def linear_mmd2(
     :class:`~ratiokit.methods.mmd.MMD` does with ``estimator="linear"``: the mean over
     ``half = min(n, m) // 2`` pairs of ``k(x, x') + k(y, y') - k(x, y') - k(x', y)``.
     O(N) kernel evaluations per column; ``batch_size`` columns (default: about 2^22 gathered
-    values) are gathered at once, and the four kernel terms of a batch are one kernel call.
+    values) are gathered at once (each row once), and the four kernel terms of a batch are one
+    kernel evaluation.
     """
     n = labels.n
     n_cols = labels.matrix.shape[1]
@@ -520,12 +520,12 @@ def linear_mmd2(
     with torch.no_grad(), progress_bar(len(batches), progress, "permutation null") as bar:
         for c0, c1 in batches:
             ix, iy = group_indices(labels.matrix[:, c0:c1], n)
-            x1, x2 = ix[:, 0 : 2 * half : 2], ix[:, 1 : 2 * half : 2]
-            y1, y2 = iy[:, 0 : 2 * half : 2], iy[:, 1 : 2 * half : 2]
-            # Rows of the pairs (x, x'), (y, y'), (x, y'), (x', y): shape (4, c, half).
-            first, second = torch.stack([x1, y1, x1, x2]), torch.stack([x2, y2, y2, y1])
-            k = kernel_pointwise(kernel, z[first.reshape(-1)], z[second.reshape(-1)])
-            k = k.to(torch.float64).view(4, c1 - c0, half)
+            # Each group's first 2 half rows, gathered once: shape (c, 2 half, d).
+            zx, zy = z[ix[:, : 2 * half]], z[iy[:, : 2 * half]]
+            x1, x2, y1, y2 = zx[:, 0::2], zx[:, 1::2], zy[:, 0::2], zy[:, 1::2]
+            # Differences of the pairs (x, x'), (y, y'), (x, y'), (x', y): (4, c, half, d).
+            diff = torch.stack([x1 - x2, y1 - y2, x1 - y2, x2 - y1])
+            k = kernel((diff * diff).sum(-1)).to(torch.float64)
             out[c0:c1] = (k[0] + k[1] - k[2] - k[3]).mean(1)
             bar.update(1)
     return out
