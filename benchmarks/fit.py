@@ -19,12 +19,14 @@ sets (seeds 0..R-1), and on each data set every estimator below at two or three 
   posterior mean; budget: its total number of simulated data sets.
 
 ABC compares summaries: for the g-and-k, the robust octile summaries of Drovandi and
-Pettitt (2011), ``E4, E6 - E2, (E6 + E2 - 2 E4) / (E6 - E2), (E7 - E5 + E3 - E1) / (E6 - E2)``
-with ``E_i`` the ``i/8`` quantile; for the queue, the 0, 0.1, 0.25, 0.5, 0.75 and 0.9
-quantiles of the inter-departure times; both ABCs scale each summary by its median absolute
-deviation over prior draws. The error of a cell is, per parameter, the root mean square
-error over the R data sets; the table's summary is their mean relative to the true values.
-The x axis of the figure is the total number of simulated points (evaluations x points).
+Pettitt (2011), ``E4, log(E6 - E2), (E6 + E2 - 2 E4) / (E6 - E2), (E7 - E5 + E3 - E1) /
+(E6 - E2)`` with ``E_i`` the ``i/8`` quantile (the spread on the log scale: over the prior box
+it ranges over many decades, and its median absolute deviation would drown it); for the
+queue, the 0, 0.1, 0.25, 0.5, 0.75 and 0.9 quantiles of the inter-departure times; both ABCs
+scale each summary by its median absolute deviation over prior draws. The error of a cell
+is, per parameter, the root mean square error over the R data sets; the table's summary is
+their mean relative to the true values. The x axis of the figure is the total number of
+simulated points (evaluations x points).
 
 **Peer environment.** pyabc is never a ratiokit dependency; it runs with the Python of
 ``.venv-peers-pyabc`` (override with ``--peer-venv``), created with::
@@ -105,9 +107,8 @@ def summaries(problem: str, x: np.ndarray) -> np.ndarray:
     if problem == "g-and-k":
         e = np.quantile(x, np.arange(1, 8) / 8)
         spread = e[5] - e[1]
-        return np.array(
-            [e[3], spread, (e[5] + e[1] - 2 * e[3]) / spread, (e[6] - e[4] + e[2] - e[0]) / spread]
-        )
+        skew, kurtosis = (e[5] + e[1] - 2 * e[3]) / spread, (e[6] - e[4] + e[2] - e[0]) / spread
+        return np.array([e[3], np.log(spread), skew, kurtosis])
     return np.quantile(x, [0.0, 0.1, 0.25, 0.5, 0.75, 0.9])
 
 
@@ -352,14 +353,17 @@ def plot(cells: list[dict[str, Any]], problems: list[str], path: Path) -> None:
     from ratiokit.plot import new_figure, save_figure
 
     fig, axes = new_figure(len(problems), width=5.2, height=4.0)
+    labels = sorted({f"{c['estimator']} ({c['library']})" for c in cells})
+    colors = {label: f"C{i}" for i, label in enumerate(labels)}  # one colour per estimator
     for ax, problem in zip(axes, problems, strict=True):
         group: dict[str, list[dict[str, Any]]] = {}
         for c in cells:
             if c["problem"] == problem and c.get("rel_error") is not None:
                 group.setdefault(f"{c['estimator']} ({c['library']})", []).append(c)
-        for label, rows in group.items():
+        for label, rows in sorted(group.items()):
             rows.sort(key=lambda r: r["points"])
-            ax.plot([r["points"] for r in rows], [r["rel_error"] for r in rows], "o-", label=label)
+            xs, ys = [r["points"] for r in rows], [r["rel_error"] for r in rows]
+            ax.plot(xs, ys, "o-", color=colors[label], label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("simulated points per fit")
@@ -369,6 +373,22 @@ def plot(cells: list[dict[str, Any]], problems: list[str], path: Path) -> None:
     save_figure(fig, path)
 
 
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows of a fit.csv written by :func:`main`, with ``theta`` rebuilt from its columns."""
+    import csv
+
+    rows = []
+    with open(path, newline="") as handle:
+        for raw in csv.DictReader(handle):
+            row: dict[str, Any] = dict(raw)
+            row["budget"], row["points"] = int(row["budget"]), float(row["points"] or "nan")
+            row["wall_s"] = float(row["wall_s"] or "nan")
+            values = [row.get(name) for name in NAMES[row["problem"]]]
+            row["theta"] = [float(v) for v in values] if all(values) else None
+            rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fit", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one data set, smaller budgets")
@@ -376,9 +396,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--problems", nargs="*", default=list(TRUE), choices=list(TRUE))
     parser.add_argument("--peer-venv", type=Path, default=PEER_VENV)
     parser.add_argument("--out", type=Path, default=_common.RESULTS_DIR)
+    parser.add_argument("--plot-only", action="store_true", help="redraw fit.png from fit.csv")
     args = parser.parse_args(argv)
     if args.replicates is None:
         args.replicates = 1 if args.quick else 4
+    if args.plot_only:
+        plot(summarise(read_csv(args.out / "fit.csv")), args.problems, args.out / "fit.png")
+        return 0
     rows = run(args)
     cells = summarise(rows)
     args.out.mkdir(parents=True, exist_ok=True)
