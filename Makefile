@@ -18,12 +18,14 @@ demo: $(BIN)/.installed
 
 # The default suite, then two slow groups that CI must run too: the statistical calibration
 # of the two-sample tests (type-I error within binomial intervals, uniform p-values, power)
-# and four processes compiling one KeOps formula at once (a few minutes together).
-test: $(BIN)/.installed
+# and four processes compiling one KeOps formula at once (a few minutes together); then the
+# documentation site with its executed examples, warnings as errors.
+test: $(BIN)/.docs-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -m "not slow"
 	$(BIN)/python -m pytest -m slow tests/test_calibration.py tests/test_keops_cache.py
+	$(MAKE) docs
 
 # Every test, the other slow checks included (float32 sums at n = 1e5, ...).
 test-all: $(BIN)/.installed
