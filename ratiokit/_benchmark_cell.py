@@ -105,7 +105,8 @@ def run_cell(cell: Cell) -> tuple[tuple[float, ...], str]:
     if score_ratio:
         p_test = pair.sample_p(cell.n_test, rng=data["test_p"])
         q_test = pair.sample_q(cell.n_test, rng=data["test_q"])
-        attempt("log_ratio_mse", lambda: _log_ratio_mse(fitted, pair, np.vstack([p_test, q_test])))
+        test = np.vstack([p_test, q_test])
+        attempt("log_ratio_mse", partial(_log_ratio_mse, fitted, pair, test, cell.device))
     for (kind, truth), seed in zip(cell.exact, kind_seeds, strict=True):
         attempt(
             f"divergence_error[{kind}]",
@@ -140,10 +141,13 @@ def _divergence_error(
     return abs(estimate.value - truth)
 
 
-def _log_ratio_mse(method: Discrepancy, pair: SyntheticPair, x: np.ndarray) -> float:
-    """Mean squared error of the fitted log ratio at the rows of ``x``, against the exact one."""
-    param = next(iter(method.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
+def _log_ratio_mse(
+    method: Discrepancy, pair: SyntheticPair, x: np.ndarray, device: str | None
+) -> float:
+    """Mean squared error of the fitted log ratio at the rows of ``x``, against the exact one.
+
+    ``x`` goes where the method was fitted (``device``; the CPU by default).
+    """
     with torch.no_grad():
         estimate = method.log_ratio(torch.as_tensor(x, device=device)).double().cpu().numpy()
     return float(np.mean((estimate - pair.log_ratio(x)) ** 2))

@@ -284,6 +284,26 @@ def test_a_new_seed_changes_the_table():
     assert not np.array_equal(a.column("log_ratio_mse"), b.column("log_ratio_mse"))
 
 
+@pytest.mark.gpu
+def test_cuda_gives_the_cpu_table():
+    # Same data and streams on both devices, float64 everywhere: the log-ratio MSEs agree to
+    # rounding, and the relabellings are drawn on the CPU, so the tests decide alike.
+    args = dict(
+        methods=["ulsif", "mmd"],
+        problems=["gaussian_shift"],
+        sizes=[64],
+        seeds=2,
+        metrics=["log_ratio_mse", "power", "type_i_error"],
+        n_permutations=49,
+        n_test=100,
+        rng=0,
+    )
+    cpu, gpu = benchmark(**args), benchmark(**args, device="cuda")
+    np.testing.assert_allclose(gpu.column("log_ratio_mse"), cpu.column("log_ratio_mse"), rtol=1e-6)
+    for metric in ("power", "type_i_error"):
+        np.testing.assert_array_equal(gpu.column(metric), cpu.column(metric))
+
+
 def test_a_cell_does_not_depend_on_the_rest_of_the_grid():
     # Streams are spawned per problem, size and seed: adding a method or a size leaves the
     # other cells' values unchanged.
