@@ -13,7 +13,7 @@ CUDA machine, GPU rows up to n = 1e6 with KeOps.
 Run from the repository root::
 
     python -m benchmarks.kernels_scaling            # full run, n up to 1e5 (~20 min on 2 cores)
-    python -m benchmarks.kernels_scaling --quick    # n up to 1e4 (about a minute)
+    python -m benchmarks.kernels_scaling --quick    # n = 1e3 and 3e3, float64 (a minute or two)
     python -m benchmarks.kernels_scaling --sizes 1000 10000 --backends dense keops
     python -m benchmarks.kernels_scaling --one keops float64 10000   # one row, as JSON
 
@@ -34,7 +34,7 @@ from benchmarks import _common
 
 D = 10
 SIZES = (1_000, 10_000, 100_000)
-QUICK_SIZES = (1_000, 10_000)
+QUICK_SIZES = (1_000, 3_000)
 FLOAT32_SIZES = (10_000,)
 BACKENDS = ("naive", "dense", "keops")
 #: GPU rows (only where ``torch.cuda.is_available()``): (backend, dtype, n).
@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.kernels_scaling", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--quick", action="store_true", help="stop at n = 1e4")
+    parser.add_argument("--quick", action="store_true", help="n = 1e3 and 3e3, float64 only")
     parser.add_argument("--sizes", type=int, nargs="+", help="values of n = m (default 1e3..1e5)")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--no-float32", action="store_true", help="skip the float32 rows")
@@ -503,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     info = _common.machine_info()
     sizes = args.sizes or list(QUICK_SIZES if args.quick else SIZES)
-    configs = [(*c, "cpu") for c in _configs(sizes, args.backends, not args.no_float32)]
+    float32 = not (args.no_float32 or args.quick)
+    configs = [(*c, "cpu") for c in _configs(sizes, args.backends, float32)]
     if torch.cuda.is_available():
         configs += [(b, dt, n, "cuda") for b, dt, n in GPU_CONFIGS if b in args.backends]
         gpu_note = f"GPU rows run on {info['gpu']}."

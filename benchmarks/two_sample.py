@@ -5,7 +5,7 @@ Run from the repository root::
 
     nice -n 10 python -m benchmarks.two_sample --sections timing peers   # 1-2 hours on 2 cores
     nice -n 10 python -m benchmarks.two_sample --sections power          # about an hour
-    python -m benchmarks.two_sample --quick            # n = 500, 10 power runs (minutes)
+    python -m benchmarks.two_sample --quick            # n = 500, peers 15 s, 10 power runs
     python -m benchmarks.two_sample --sections timing --retime   # ratiokit again, kept apart
     python -m benchmarks.two_sample --plot-only        # redraw the figures from the CSVs
 
@@ -767,7 +767,9 @@ def plot(timing: list[dict], power: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.two_sample", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="n = 500, 10 power runs")
+    parser.add_argument(
+        "--quick", action="store_true", help="n = 500, one thread count, peers 15 s, 10 power runs"
+    )
     parser.add_argument(
         "--sections", nargs="+", choices=("timing", "peers", "power"), default=None
     )
@@ -813,12 +815,12 @@ def main(argv: list[str] | None = None) -> int:
         timing += time_ratiokit(
             sizes,
             large=not (args.quick or args.no_large),
-            threads=args.threads,
+            threads=args.threads[:1] if args.quick else args.threads,  # quick: no re-timing
             run="retime" if args.retime else "main",
             methods=args.methods,
         )
     if "peers" in sections:
-        timeout = args.peer_timeout or (30.0 if args.quick else 1800.0)
+        timeout = args.peer_timeout or (15.0 if args.quick else 1800.0)
         peer_sizes = [n for n in sizes if n <= 5000]
         timing += time_peers(
             Path(args.venv_prefix),
