@@ -395,6 +395,24 @@ def test_training_and_resume_on_a_gpu(tmp_path, device):
     assert same(params(resumed), params(straight)) and out.n_steps == 4
 
 
+class _SqrtShift(nn.Module):
+    """x = z + sqrt(a) with a = 0: a finite output whose gradient in ``a`` is infinite."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def forward(self, z):
+        return z + torch.sqrt(self.a)
+
+
+def test_a_non_finite_gradient_is_caught_before_the_update():
+    model = _SqrtShift()
+    with pytest.raises(NonFiniteLossError, match="the model gradient became non-finite at step 1"):
+        train(model, sampler(model), data_2d(), "moments", quick(), rng=0)
+    assert float(model.a.detach()) == 0.0  # never stepped with the infinite gradient
+
+
 # ---------------------------------------------------------------------------- bad input
 
 
