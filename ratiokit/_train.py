@@ -17,12 +17,11 @@ state the loop reads (see :mod:`ratiokit._checkpoint`), so resuming continues bi
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -308,8 +307,11 @@ def _run(
                     x_p = data_batch()
                     with torch.no_grad():
                         x_q = sample(b, model_gen)
-                    with _samples_checked(x_q, step):
+                    try:
                         loss = method.critic_loss(x_p, x_q)
+                    except (ValueError, RuntimeError) as err:
+                        _check_samples(x_q, step, err)
+                        raise
                     if penalty > 0:
                         loss = loss + 0.5 * penalty * r1_penalty(method, x_p)
                     total += finite_step(state.critic_opt, loss, critic_params, "critic", step)
@@ -320,10 +322,13 @@ def _run(
                     "`sample` must return samples differentiable in the model's parameters; "
                     "got a tensor that does not require grad."
                 )
-            with _samples_checked(x_q, step):
+            try:
                 if method.refit_per_batch:
                     method.fit_critic(x_p, x_q.detach(), rng=refit_rng)
                 loss = method.generator_loss(x_p, x_q, saturating=saturating)
+            except (ValueError, RuntimeError) as err:
+                _check_samples(x_q, step, err)
+                raise
             model_value = finite_step(state.model_opt, loss, model_params, "model", step)
             if state.ema_model is not None:
                 state.ema_count = ema_update(state.ema_model, model, config.ema, state.ema_count)
@@ -352,15 +357,10 @@ def _run(
     return _outcome(state, interrupted=interrupted)
 
 
-@contextlib.contextmanager
-def _samples_checked(x_q: torch.Tensor, step: int) -> Iterator[None]:
-    """Report a method's error on non-finite model samples as a :class:`NonFiniteLossError`
+def _check_samples(x_q: torch.Tensor, step: int, err: Exception) -> None:
+    """After a method failed: report non-finite model samples as a :class:`NonFiniteLossError`
     (checked only after an error, so the usual path costs nothing)."""
-    try:
-        yield
-    except (ValueError, RuntimeError) as err:
-        if isinstance(err, NonFiniteLossError) or bool(torch.isfinite(x_q).all()):
-            raise
+    if not isinstance(err, NonFiniteLossError) and not bool(torch.isfinite(x_q).all()):
         raise NonFiniteLossError(
             f"the model's samples became non-finite at step {step} (the method then failed: "
             f"{err}); training stopped before that update, so the model keeps its parameters "

@@ -90,8 +90,10 @@ def finite_step(
     # float range, ~1.8e19 in float32: no usable update either). One fused norm kernel
     # (what clip_grad_norm_ uses), one stack, one synchronisation for both checks.
     grads = [p.grad for p in params if p.grad is not None]
-    norms = [n.double() for n in torch._foreach_norm(grads)] if grads else []
-    total = torch.stack(norms).sum() if norms else loss.new_zeros((), dtype=torch.float64)
+    norms = torch._foreach_norm(grads) if grads else [loss.new_zeros(())]
+    if any(n.dtype != norms[0].dtype for n in norms):  # parameters of several dtypes
+        norms = [n.double() for n in norms]
+    total = torch.stack(norms).sum().double()
     value, grad_norm = torch.stack([loss.detach().double(), total]).tolist()
     if not (math.isfinite(value) and math.isfinite(grad_norm)):
         what = f"loss became {value}" if not math.isfinite(value) else "gradient became non-finite"
