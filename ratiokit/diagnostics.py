@@ -216,7 +216,7 @@ def ratio_diagnostics(
     test = None
     if kept.sum() >= 2:
         test = two_sample_test(
-            a, b[torch.as_tensor(kept)], method=test_method,
+            a, b[torch.as_tensor(kept, device=b.device)], method=test_method,
             n_permutations=n_permutations, rng=test_rng,
         )  # fmt: skip
     inner = getattr(estimator, "method_", estimator)
