@@ -461,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.kernels_scaling", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--quick", action="store_true", help="n = 1e3 and 3e3, float64 only")
+    parser.add_argument(
+        "--quick", action="store_true", help="n = 1e3 and 3e3, float64, 1 thread by default"
+    )
     parser.add_argument("--sizes", type=int, nargs="+", help="values of n = m (default 1e3..1e5)")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--no-float32", action="store_true", help="skip the float32 rows")
@@ -479,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, help="CPU threads per row (torch and OpenMP; default: torch's)"
     )
     args = parser.parse_args(argv)
+    if args.quick and args.threads is None:
+        args.threads = 1  # on the busy shared machine 2 threads ran the dense rows 4x slower
 
     if args.plot_only:
         plot(read_csv(args.out / "kernels_scaling.csv"), args.out / "kernels_scaling.png")

@@ -5,7 +5,7 @@ Run from the repository root::
 
     nice -n 10 python -m benchmarks.two_sample --sections timing peers   # 1-2 hours on 2 cores
     nice -n 10 python -m benchmarks.two_sample --sections power          # about an hour
-    python -m benchmarks.two_sample --quick            # n = 500, peers 15 s, power: H0, blobs
+    python -m benchmarks.two_sample --quick            # n = 500, 1 thread, peers 15 s
     python -m benchmarks.two_sample --sections timing --retime   # ratiokit again, kept apart
     python -m benchmarks.two_sample --plot-only        # redraw the figures from the CSVs
 
@@ -773,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="n = 500, one thread count, peers 15 s, 10 power runs of H0 and blobs",
+        help="n = 500, 1 thread, peers 15 s, 10 power runs of H0 and blobs",
     )
     parser.add_argument(
         "--sections", nargs="+", choices=("timing", "peers", "power"), default=None
@@ -812,6 +812,9 @@ def main(argv: list[str] | None = None) -> int:
         plot(_read_csv(timing_csv), _read_csv(power_csv))
         return 0
     sections = args.sections or ["timing", "peers", "power"]
+    # Quick: one thread count, the last (1 by default). Two threads on this shared 2-core
+    # machine made the uLSIF and C2ST tests 10-30x slower than one (load 6-8).
+    threads = args.threads[-1:] if args.quick else args.threads
     sizes = list(QUICK_SIZES if args.quick else SIZES)
     info = _common.machine_info()
     print(_common.machine_header(info), flush=True)
@@ -820,7 +823,7 @@ def main(argv: list[str] | None = None) -> int:
         timing += time_ratiokit(
             sizes,
             large=not (args.quick or args.no_large),
-            threads=args.threads[:1] if args.quick else args.threads,  # quick: no re-timing
+            threads=threads,
             run="retime" if args.retime else "main",
             methods=args.methods,
         )
@@ -830,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
         timing += time_peers(
             Path(args.venv_prefix),
             peer_sizes,
-            args.threads[0],
+            threads[0],
             timeout,
             args.install_peers,
             args.peer_memory_gib,
