@@ -623,6 +623,7 @@ def _benchmarks_main() -> Callable[[list[str]], int]:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     argv = [*args.suites] + (["--quick"] if args.quick else []) + (["--list"] if args.list else [])
+    argv += ["--out", args.out] if args.out else []
     return int(_benchmarks_main()(argv))
 
 
@@ -740,13 +741,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the benchmark suites of a source checkout (from its root)",
         description="Run the benchmark suites as `python -m benchmarks` does: from the "
         "repository root of a source checkout, each suite writes its tables and plots to "
-        "benchmarks/results/. Exit status 0 when every suite ran, 1 otherwise.",
+        "benchmarks/results/ (benchmarks/results/quick/ with --quick). Exit status 0 when "
+        "every suite ran, 1 otherwise.",
     )
     bench.add_argument(
         "suites", nargs="*", metavar="SUITE", help="suites to run (default: all; see --list)"
     )
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     bench.add_argument("--list", action="store_true", help="list the suites and exit")
+    bench.add_argument(
+        "--out",
+        default=None,
+        help="results folder (default: benchmarks/results, or benchmarks/results/quick with "
+        "--quick, so a smoke run never overwrites the full-size tables)",
+    )
     bench.set_defaults(func=_cmd_bench)
     return parser
 

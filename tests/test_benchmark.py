@@ -11,6 +11,8 @@ import csv
 import io
 import math
 import multiprocessing
+import sys
+import types
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import ClassVar
 
@@ -447,3 +449,43 @@ def test_bench_unknown_suite_exits_2(capsys):
         cli.main(["bench", "nonexistent"])
     assert info.value.code == 2
     assert "unknown suite(s) ['nonexistent']" in capsys.readouterr().err
+
+
+def _fake_suite(monkeypatch, name, main):
+    module = types.ModuleType(name)
+    module.main = main
+    monkeypatch.setitem(sys.modules, name, module)
+    return name
+
+
+def test_bench_quick_writes_to_its_own_folder_and_records_suite_times(monkeypatch, tmp_path):
+    import benchmarks.__main__ as entry
+    from benchmarks import _common
+
+    seen = []
+
+    def ok(argv):
+        seen.append(argv)
+        return 0
+
+    def broken(argv):
+        raise RuntimeError("suite failed")
+
+    suites = {"a": _fake_suite(monkeypatch, "fake_ok", ok)}
+    suites["b"] = _fake_suite(monkeypatch, "fake_broken", broken)
+    suites["c"] = _fake_suite(monkeypatch, "fake_ok_again", ok)
+    monkeypatch.setattr(entry, "SUITES", suites)
+    monkeypatch.setattr(_common, "RESULTS_DIR", tmp_path / "results")
+    # A raising suite is reported, the next one still runs, and the exit status is 1.
+    assert cli.main(["bench", "--quick"]) == 1
+    quick = tmp_path / "results" / "quick"
+    assert seen == [["--quick", "--out", str(quick)]] * 2
+    text = (quick / "suite_times.md").read_text()
+    assert "`python -m benchmarks --quick`" in text and "| total |" in text
+    assert "failed (traceback above)" in text and "**cores**" in text
+    # A full run writes to the results folder itself, or to --out.
+    seen.clear()
+    assert cli.main(["bench", "a"]) == 0 and seen == [["--out", str(tmp_path / "results")]]
+    assert cli.main(["bench", "c", "--out", str(tmp_path / "elsewhere")]) == 0
+    assert seen[-1] == ["--out", str(tmp_path / "elsewhere")]
+    assert (tmp_path / "elsewhere" / "suite_times.md").is_file()
