@@ -590,26 +590,24 @@ TABLE_COLUMNS = [
 ]
 
 
-#: What the tables show about the load on the shared machine and the slow rows of an early
-#: quick run (mmd-linear 7.6 s, mmdagg 21-49 s at n = 500-1000, load 5.4 with 2 threads).
+#: How to read the tables: load on the shared machine, the peers' p-values, what is not timed.
 NOTES = """\
 - **Load and threads.** The machine has 2 cores shared with other work. When another process
   holds a core, torch's second intra-op thread waits for it at every parallel operation, so
   2 threads can be several times slower than 1 (compare the 1-thread and 2-thread MMD rows
-  of one run and their load columns). Every row records the load; the re-timed rows
-  (run = retime) were measured when the machine was quieter.
-- **mmd-linear and mmdagg in the early quick run** (7.6 s and 21-49 s at n = 500-1000, load
-  5.4-7.5, 2 threads): mostly load. MMDAgg evaluates 20 kernels, so its permutation null
-  costs 20 MMD nulls (one N^2/2 x B product per kernel: inherent, as in Schrab et al.'s
-  implementation, which also needs two extra sets of permutations that the min-P
-  aggregation here does without). Two defects were fixed on the way: each tile evaluated the
-  20 kernels with 3-6 small operations each (now one vectorised evaluation per kernel family
-  per tile, which matters when each operation pays a scheduling delay), and tiny bandwidths
-  made `exp` return subnormal numbers, which the CPU computes about 20 times slower (now
-  capped at exp(-700)); the linear-time statistic gathered every row twice per relabelling
-  and evaluated its four kernel terms separately (now each row once and one kernel call:
-  about 2x faster, in the re-timed rows only), and group indices come from `nonzero` instead
-  of a sort.
+  of one run and their load columns). Every row records the load; re-timed rows
+  (run = retime), where present, were measured when the machine was quieter.
+- **Peers run on the same data** (the same seeded draws, regenerated in each peer's
+  process), so their p-values estimate the same permutation p-value as ratiokit's: they
+  differ by a few Monte Carlo standard errors of 999 permutations at most (one is about
+  0.008 at p = 0.07).
+- **Methods not in the timing table** (the power-criterion and deep-kernel MMD, MMDAgg, the
+  learned-critic uLSIF and C2ST tests) fit or search on a split before their permutation
+  test; their cost is dominated by that fit and they are run in the power table below, not
+  timed against n: `--methods` selects the timed methods.
+- **MMDAgg** evaluates 20 kernels, so its permutation null costs 20 MMD nulls (one
+  N^2/2 x B product per kernel: inherent, as in Schrab et al.'s implementation, which also
+  needs two extra sets of permutations that the min-P aggregation here does without).
 """
 
 
