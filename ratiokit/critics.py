@@ -239,13 +239,19 @@ def evaluate_critic(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     ValueError
         If the output has another shape.
     """
-    out = module(x.to(_first_float_dtype(module, x.dtype)))
-    if out.shape not in ((x.shape[0],), (x.shape[0], 1)):
-        raise ValueError(
-            f"`critic` must map (n, d) inputs to (n,) or (n, 1) outputs; got shape "
-            f"{tuple(out.shape)} for {x.shape[0]} rows."
-        )
-    return out.reshape(x.shape[0]).to(x.dtype)
+    # Casts and reshapes only where needed: this runs on every training step, where each
+    # no-op call would still cost a dispatch (and a view node in the backward pass).
+    dtype = _first_float_dtype(module, x.dtype)
+    out = module(x if x.dtype == dtype else x.to(dtype))
+    n = x.shape[0]
+    if out.shape != (n,):
+        if out.shape != (n, 1):
+            raise ValueError(
+                f"`critic` must map (n, d) inputs to (n,) or (n, 1) outputs; got shape "
+                f"{tuple(out.shape)} for {n} rows."
+            )
+        out = out.reshape(n)
+    return out if out.dtype == x.dtype else out.to(x.dtype)
 
 
 def canonical_order(x: torch.Tensor) -> torch.Tensor:
