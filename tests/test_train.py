@@ -18,7 +18,7 @@ from torch import nn
 from ratiokit._checkpoint import load_checkpoint, save_checkpoint, sidecar
 from ratiokit._rng import check_rng, fork_torch_rng, torch_seed
 from ratiokit._train import _STREAMS, NonFiniteLossError, TrainOutcome, train
-from ratiokit._train_state import r1_penalty
+from ratiokit._train_state import adam, finite_step, r1_penalty
 from ratiokit.config import TrainConfig
 from ratiokit.critics import make_critic
 from ratiokit.methods import METHODS, Classifier, FDivergence, get_method
@@ -413,6 +413,36 @@ def test_a_non_finite_gradient_is_caught_before_the_update():
     with pytest.raises(NonFiniteLossError, match="the model gradient became non-finite at step 1"):
         train(model, sampler(model), data_2d(), "moments", quick(), rng=0)
     assert float(model.a.detach()) == 0.0  # never stepped with the infinite gradient
+
+
+def _two_dtypes():
+    w32 = nn.Parameter(torch.ones(3, dtype=torch.float32))
+    w64 = nn.Parameter(torch.ones(2, dtype=torch.float64))
+    return w32, w64, adam([w32, w64], lr=0.1, betas=(0.9, 0.999))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_finite_step_refuses_a_non_finite_gradient_among_mixed_dtypes(bad):
+    w32, w64, opt = _two_dtypes()
+    # A finite loss whose float32 gradient gets one non-finite entry (through a hook).
+    w32.register_hook(lambda g: g * torch.tensor([1.0, 1.0, bad]))
+    loss = w32.sum().double() + w64.sum()
+    with pytest.raises(NonFiniteLossError, match="critic gradient became non-finite at step 7"):
+        finite_step(opt, loss, [w32, w64], "critic", 7)
+    assert torch.equal(w32.detach(), torch.ones(3))
+    assert torch.equal(w64.detach(), torch.ones(2, dtype=torch.float64))
+
+
+def test_finite_step_steps_with_the_gradients_unchanged():
+    w32, w64, opt = _two_dtypes()
+    loss = (2.0 * w32).sum().double() + (3.0 * w64).sum()
+    assert finite_step(opt, loss, [w32, w64], "model", 1) == 12.0
+    # The fused check multiplies by exactly 1: the gradients are backward's.
+    assert torch.equal(w32.grad, torch.full((3,), 2.0))
+    assert torch.equal(w64.grad, torch.full((2,), 3.0, dtype=torch.float64))
+    # One Adam step of size lr against the gradient's sign.
+    torch.testing.assert_close(w32.detach(), torch.full((3,), 0.9))
+    torch.testing.assert_close(w64.detach(), torch.full((2,), 0.9, dtype=torch.float64))
 
 
 # ---------------------------------------------------------------------------- bad input
