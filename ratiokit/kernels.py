@@ -297,16 +297,23 @@ _KEOPS_READY: set[tuple] = set()
 def _keops_prepare(
     kernel: Kernel, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, acc: torch.dtype
 ) -> None:
-    """Compile (or load) this formula, and its gradients if needed, on one row under the lock."""
+    """Compile (or load) this formula, and its gradients if needed, on two rows under the lock.
+
+    Two rows, not one: a LazyTensor with one row on both of its leading axes is read as a
+    parameter, not an i- or j-variable, which is another formula (with another gradient); a
+    single row is warmed up as the single row it is.
+    """
     grads = tuple(t.requires_grad and torch.is_grad_enabled() for t in (x, y, w))
-    # Bandwidths are run-time parameters of the compiled formula, so only its shape matters.
+    # Bandwidths are run-time parameters of the compiled formula, so only its shape matters;
+    # a single row makes x (or y and w) a parameter of the formula.
     shape = (kernel.name, len(kernel.bandwidths))
-    key = (shape, x.shape[1], w.shape[1], x.dtype, x.device.type, acc, grads)
+    rows = (len(x) == 1, len(y) == 1)
+    key = (shape, rows, x.shape[1], w.shape[1], x.dtype, x.device.type, acc, grads)
     if key in _KEOPS_READY:
         return
     with cache_lock():
         pairs = zip((x, y, w), grads, strict=True)
-        tiny = [t[:1].detach().clone().requires_grad_(g) for t, g in pairs]
+        tiny = [t[:2].detach().clone().requires_grad_(g) for t, g in pairs]
         with torch.enable_grad() if any(grads) else contextlib.nullcontext():
             out = _keops_reduce(kernel, *tiny, acc)
             if any(grads):
