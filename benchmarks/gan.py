@@ -10,7 +10,7 @@ Run from the repository root::
 **Ring** (``--sections ring``): data are 8 Gaussians of standard deviation 0.05 on a circle
 of radius 2 (equal weights). Each method trains the same generator (2-D noise -> MLP
 64-64 ReLU -> 2-D) with :func:`ratiokit._train.train` and its default settings except those
-in :data:`RING_METHODS` (Adam, lr 1e-3, betas (0.5, 0.999), batch 256, EMA 0.99). 2,000
+in :func:`_ring_methods` (Adam, lr 1e-3, betas (0.5, 0.999), batch 256, EMA 0.99). 2,000
 samples of the EMA generator are scored by :func:`mode_coverage`: the number of modes
 holding at least 50 of them (a fifth of the uniform share of 250) and the fraction within 3
 standard deviations of a mode ("high quality"; exact ring samples score 0.989).
@@ -60,6 +60,8 @@ STEPS, QUICK_STEPS = 4000, 600
 #: Methods whose closed-form critic is refit on every batch run this many steps (their step
 #: costs 0.1-0.5 s at batch 256); quick runs use a tenth.
 REFIT_STEPS = 400
+#: R1 penalty weights of the regularised f-GAN and b-GAN rows (see :func:`_ring_methods`).
+R1_FGAN, R1_BGAN = 1.0, 10.0
 
 
 # ----------------------------------------------------------------------------- the ring
@@ -142,10 +144,25 @@ def _ring_methods() -> dict[str, tuple[Any, dict[str, Any]]]:
         "classifier (GAN, minimax)": (Classifier, {"generator_loss": "minimax"}),
         "classifier (GAN, R1 penalty 0.1)": (Classifier, {"gradient_penalty": 0.1}),
     }
-    for f in ("kl", "rkl", "js", "gan", "pearson", "hellinger", "tv"):
+    # Each f-GAN and b-GAN also with the zero-centred R1 penalty on the critic (Mescheder et
+    # al. 2018): without it the unbounded critics (f = kl, rkl, pearson; lsif) grow steep at
+    # the data and the generator collapses or the loss overflows. gamma = 1 for the f-GANs;
+    # the LSIF b-GAN's critic (a ratio, not a log-ratio) needed 10 in development runs.
+    fdivs = ("kl", "rkl", "js", "gan", "pearson", "hellinger", "tv")
+    for f in fdivs:
         methods[f"fdiv f={f} (f-GAN)"] = (lambda f=f: FDivergence(f), {})
+    for f in fdivs:
+        methods[f"fdiv f={f} (f-GAN, R1 {R1_FGAN:g})"] = (
+            lambda f=f: FDivergence(f),
+            {"gradient_penalty": R1_FGAN},
+        )
     for f in ("kl", "lsif", "logistic"):
         methods[f"bregman f={f} (b-GAN)"] = (lambda f=f: NeuralBregman(f), {})
+    for f in ("kl", "lsif", "logistic"):
+        methods[f"bregman f={f} (b-GAN, R1 {R1_BGAN:g})"] = (
+            lambda f=f: NeuralBregman(f),
+            {"gradient_penalty": R1_BGAN},
+        )
     # Kernel methods cost 3-40x a GAN step here (several kernel sums, or a closed-form fit
     # per batch): they run one seed (see ALL_SEEDS).
     bandwidths = [0.05, 0.1, 0.2, 0.5, 1.0, 2.0]
@@ -167,6 +184,7 @@ ALL_SEEDS = ("classifier", "fdiv", "bregman", "moments")
 QUICK_METHODS = (
     "classifier (GAN, non-saturating)",
     "fdiv f=js (f-GAN)",
+    "fdiv f=kl (f-GAN, R1 1)",
     "bregman f=logistic (b-GAN)",
     "mmd, 6 bandwidths (GMMN)",
     "mmd_deep (MMD-GAN)",
@@ -563,7 +581,9 @@ def _ring_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"generator 2 -> 64 -> 64 -> 2 (ReLU), Adam betas (0.5, 0.999), batch 256, EMA 0.99, "
         f"{steps} steps ({steps * REFIT_STEPS // STEPS} for refit-per-batch methods), "
         "lr 1e-3 (critics and GAN generators) or 3e-3 (critic-free methods); kernel methods "
-        "(several kernel sums or a closed-form fit per step) run one seed. Scores on "
+        "(several kernel sums or a closed-form fit per step) run one seed. *R1 gamma*: the "
+        "zero-centred gradient penalty gamma/2 E_data |grad critic|^2 on the critic "
+        "(`TrainConfig(gradient_penalty=gamma)`). Scores on "
         f"{N_EVAL} samples of the EMA generator: *modes* holding >= {COVERED_AT} samples, and "
         "the fraction *within 3 std* of a mode (exact samples: 0.989). Samples of seed 0 "
         "are in `gan.png`; every seed is in `gan.csv`.\n\n" + table
