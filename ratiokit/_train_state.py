@@ -84,8 +84,8 @@ def adam(params: list[torch.Tensor], lr: float, betas: tuple[float, float]) -> t
     return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
-def _nonfinite_flags(params: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
-    """One 0-d tensor per device of ``params``, on ``device``: 1 where a gradient there holds
+def _nonfinite_flags(params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """One 0-d tensor per device of ``params``, on that device: 1 where a gradient there holds
     a NaN or an infinity, else 0.
 
     One fused check per device (the kernel :class:`torch.amp.GradScaler` uses, with a scale
@@ -100,7 +100,7 @@ def _nonfinite_flags(params: list[torch.Tensor], device: torch.device) -> list[t
     for where, grads in groups.items():
         flag = torch.zeros((), device=where)
         torch._amp_foreach_non_finite_check_and_unscale_(grads, flag, _unit_scale(where))
-        flags.append(flag.to(device))
+        flags.append(flag)
     return flags
 
 
@@ -127,8 +127,11 @@ def finite_step(
     """
     optimiser.zero_grad(set_to_none=True)
     loss.backward(inputs=params)
-    value, *flags = torch.stack([loss.detach(), *_nonfinite_flags(params, loss.device)]).tolist()
-    if not math.isfinite(value) or any(flags):
+    flags = _nonfinite_flags(params)
+    # The checks were queued before this read, so it waits for them too (one synchronisation
+    # on an accelerator); reading the flags after it costs no further wait.
+    value = loss.item()
+    if not math.isfinite(value) or any(flag.item() for flag in flags):
         what = f"loss became {value}" if not math.isfinite(value) else "gradient became non-finite"
         raise NonFiniteLossError(
             f"the {which} {what} at step {step}; training stopped before that update, so the "
