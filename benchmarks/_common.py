@@ -28,6 +28,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -267,6 +268,7 @@ def run_isolated(
     *,
     timeout: float | None = None,
     env: Mapping[str, str] | None = None,
+    count_instructions: bool = False,
 ) -> dict[str, Any]:
     """Run ``target`` ("package.module:function") in a fresh interpreter; return its result.
 
@@ -276,6 +278,9 @@ def run_isolated(
     RSS during the measured part minus the RSS at the mark). ``status`` is ``"ok"``, or
     says why no result came back (timeout, killed, an exception's last line).
     ``KEOPS_CACHE_FOLDER`` defaults to the checkout's ``.keops_cache`` (as in the Makefile).
+    ``count_instructions``: run the child under ``valgrind --tool=callgrind`` and add
+    ``instructions``, the number it executed in all (None if callgrind reported none);
+    about 50 times slower, and its memory figures are valgrind's.
     """
     child_env = dict(os.environ)
     child_env.setdefault("KEOPS_CACHE_FOLDER", str(REPO_ROOT / ".keops_cache"))
@@ -285,6 +290,8 @@ def run_isolated(
     if env:
         child_env.update(env)
     cmd = [sys.executable, "-m", "benchmarks._common", "--child", target]
+    if count_instructions:
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd]
     start = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -303,6 +310,9 @@ def run_isolated(
         if line.startswith(_MARKER):
             result = json.loads(line[len(_MARKER) :])
             result["wall_s"] = wall
+            if count_instructions:
+                found = re.search(r"Collected : (\d+)", proc.stderr)
+                result["instructions"] = int(found.group(1)) if found else None
             return result
     if proc.returncode < 0:
         why = f"killed by signal {-proc.returncode}"
