@@ -5,7 +5,8 @@ Run from the repository root::
 
     python -m benchmarks.gan                       # full run (about an hour on 2 busy cores)
     python -m benchmarks.gan --quick               # fewer steps, seeds and methods (minutes)
-    python -m benchmarks.gan --sections timing     # one section: ring, digits, timing
+    python -m benchmarks.gan --sections timing     # one section: ring, digits, timing,
+                                                   # instructions
 
 **Ring** (``--sections ring``): data are 8 Gaussians of standard deviation 0.05 on a circle
 of radius 2 (equal weights). Each method trains the same generator (2-D noise -> MLP
@@ -29,7 +30,15 @@ one (the generator's backward also fills the critic's gradients), a lean one
 (``backward(inputs=generator parameters)``), and the lean one with Adam's multi-tensor
 (foreach) and its fused update; the overhead is against the fastest.
 
+**Instructions** (``--sections instructions``, not in ``--quick``; needs valgrind, about 40
+minutes): the instructions per step of ``train()`` and of the lean hand-written loop with
+fused Adam, counted by callgrind in runs of 10 and 110 steps (one process each; the
+difference cancels start-up). CPU time on this shared machine varies by several percent
+between runs of the same loop; instruction counts do not, so they measure the loop's own
+overhead without noise (not its time: cache misses and stalls are not counted).
+
 Writes ``benchmarks/results/gan.md``, ``gan.csv`` (ring rows), ``gan_timing.csv``,
+``gan_instructions.csv``,
 ``gan.png`` (ring samples per method) and ``gan_digits.png`` (generated digits), and keeps
 each section's text in ``gan.json``: a run of some ``--sections`` rewrites those and keeps
 the others from earlier runs (each section says which run made it).
