@@ -606,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     if chosen:
         command += " --sections " + " ".join(args.sections)
     # Sections not run now keep their text from earlier runs (in gan.json, with the date,
-    # command and load of the run that made them), so one section can be re-measured alone.
+    # command, CPU and load of the run that made them), so one section can be re-measured
+    # alone, even on another machine.
     store = args.out / "gan.json"
     sections = json.loads(store.read_text()) if store.exists() else {}
     for name in args.sections:
@@ -627,25 +628,27 @@ def main(argv: list[str] | None = None) -> int:
             rows = instructions_section(args)
             _common.write_csv(args.out / "gan_instructions.csv", rows, list(rows[0]))
             part = _instructions_markdown(rows)
+        info = _common.machine_info()
         sections[name] = {
             "markdown": part,
             "command": command,
-            "date": _common.machine_info()["date"],
+            "date": info["date"],
+            "cpu": info["cpu"],
             "minutes": round((time.perf_counter() - start) / 60.0, 1),
-            "load": f"{load} at the start, "
-            f"{_common.machine_info()['load average (1, 5, 15 min)']} at the end",
+            "load": f"{load} at the start, {info['load average (1, 5, 15 min)']} at the end",
         }
     store.write_text(json.dumps(sections, indent=1) + "\n")
     info = _common.machine_info()
     parts = [
         f"{sections[name]['markdown']}\n\n*Section run {sections[name]['date']} by "
-        f"`{sections[name]['command']}` in {sections[name]['minutes']} minutes; load average "
+        f"`{sections[name]['command']}` in {sections[name]['minutes']} minutes on "
+        f"{sections[name].get('cpu', 'a CPU not recorded')}; load average "
         f"(1, 5, 15 min) {sections[name]['load']}.*"
         for name in SECTIONS
         if name in sections
     ]
     md = (f"# GANs with ratiokit's training loop\n\nWritten by `{command}`; each section "
-          "says which run made it. Machine:\n\n"
+          "says which run made it and on which CPU. Machine of this run:\n\n"
           f"{_common.machine_header(info)}\n\n" + "\n\n".join(parts) + "\n")  # fmt: skip
     (args.out / "gan.md").write_text(md)
     print(md)
