@@ -5,7 +5,7 @@ Run from the repository root::
 
     nice -n 10 python -m benchmarks.two_sample --sections timing peers   # 1-2 hours on 2 cores
     nice -n 10 python -m benchmarks.two_sample --sections power          # about an hour
-    python -m benchmarks.two_sample --quick            # n = 500, 1 thread, peers 15 s
+    python -m benchmarks.two_sample --quick            # n = 500, 1 thread, peers 120 s
     python -m benchmarks.two_sample --sections timing --retime   # ratiokit again, kept apart
     python -m benchmarks.two_sample --plot-only        # redraw the figures from the CSVs
 
@@ -27,8 +27,9 @@ them beside those of the main run (``run`` = "retime"), never in place of them.
 with a time limit per call (``--peer-timeout``; a timeout is reported as such, never
 extrapolated), on the same data (seeded NumPy draws, regenerated in the peer process):
 
-- hyppo: ``MMD().test(x, y, reps=B, auto=False, workers=-1)`` and ``Energy().test(...)``;
-  ``pip install hyppo`` into ``.venv-peers-hyppo``;
+- hyppo: ``MMD().test(x, y, reps=B, auto=False, workers=-1)`` and ``Energy().test(...)``,
+  after a warm-up call on 20 points (numba's compilation); ``pip install hyppo`` into
+  ``.venv-peers-hyppo``;
 - alibi-detect: ``MMDDrift(x, backend="pytorch" or "keops", n_permutations=B,
   sigma=[h], batch_size_permutations=...).predict(y)`` on float32 data (its usual input),
   after a warm-up detector on 200 points; the KeOps detector's permutation batch is
@@ -237,6 +238,9 @@ if peer.startswith("hyppo"):
     from hyppo.ksample import MMD, Energy
 
     test = MMD() if peer == "hyppo-mmd" else Energy()
+    # numba compiles hyppo's kernels on the first call (about 80 s for the MMD in a new
+    # environment, cached on disk afterwards): not timed, as the other peers' warm-ups.
+    test.test(x[:20], y[:20], reps=9, auto=False, workers=-1, random_state=0)
     start = time.perf_counter()
     stat, pvalue = test.test(x, y, reps=b, auto=False, workers=-1, random_state=0)
     seconds = time.perf_counter() - start
@@ -343,7 +347,9 @@ def run_peer(
         "threads": threads,
     }
     env = dict(os.environ)
-    env.setdefault("KEOPS_CACHE_FOLDER", str(prefix / ".keops_cache_peers"))
+    # The peers' own KeOps cache (their pykeops version may differ from ratiokit's), as an
+    # absolute path: pykeops builds its modules from another working directory.
+    env["KEOPS_CACHE_FOLDER"] = str(prefix.resolve() / ".keops_cache_peers")
     env["OMP_NUM_THREADS"] = str(threads)
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
         handle.write(PEER_SCRIPT)
@@ -771,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="n = 500, 1 thread, peers 15 s, 10 power runs of H0 and blobs",
+        help="n = 500, 1 thread, peers 120 s, 10 power runs of H0 and blobs",
     )
     parser.add_argument(
         "--sections", nargs="+", choices=("timing", "peers", "power"), default=None
@@ -826,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
             methods=args.methods,
         )
     if "peers" in sections:
-        timeout = args.peer_timeout or (15.0 if args.quick else 1800.0)
+        timeout = args.peer_timeout or (120.0 if args.quick else 1800.0)
         peer_sizes = [n for n in sizes if n <= 5000]
         timing += time_peers(
             Path(args.venv_prefix),
@@ -840,13 +846,20 @@ def main(argv: list[str] | None = None) -> int:
     if "power" in sections:
         power = power_table(args.runs or (10 if args.quick else 100), args.quick)
 
-    # Rows of the last run that this run did not measure again are kept.
+    # Rows of the last run that this run did not measure again are kept, but not an old
+    # "not installed" of a method this run measured.
     def key(row: dict) -> tuple:
         cells = ("library", "method", "n", "threads", "run")
         return tuple(row.get(c) or "main" if c == "run" else row.get(c) for c in cells)
 
     fresh = {key(r) for r in timing}
-    timing = [r for r in _read_csv(timing_csv) if key(r) not in fresh] + timing
+    measured = {r["method"] for r in timing if r.get("status") != "not installed"}
+
+    def stale(row: dict) -> bool:
+        missing = row.get("status") == "not installed" and row.get("method") in measured
+        return key(row) in fresh or missing
+
+    timing = [r for r in _read_csv(timing_csv) if not stale(r)] + timing
     timing.sort(key=lambda r: (r.get("library") != "ratiokit", str(r.get("library"))))
     if "power" not in sections:
         power = _read_csv(power_csv)
