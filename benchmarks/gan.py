@@ -549,11 +549,6 @@ def instructions_section(args: argparse.Namespace) -> list[dict[str, Any]]:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    if shutil.which("valgrind") is None:
-        raise RuntimeError(
-            "the instructions section needs valgrind (Debian: apt install valgrind); "
-            "run the other sections with --sections ring digits timing"
-        )
     low, high = COUNTED_STEPS
     jobs = [(case, runner, steps) for case in timing_cases() for runner in COUNTED
             for steps in (low, high)]  # fmt: skip
@@ -561,10 +556,11 @@ def instructions_section(args: argparse.Namespace) -> list[dict[str, Any]]:
         results = list(pool.map(lambda job: _common.run_isolated(
             "benchmarks.gan:counted_run", {"runner": job[1], "case": job[0], "steps": job[2]},
             count_instructions=True), jobs))  # fmt: skip
-    counts = {job: res.get("instructions") for job, res in zip(jobs, results, strict=True)}
+    counts = {}
     for job, res in zip(jobs, results, strict=True):
         if res.get("instructions") is None:
             raise RuntimeError(f"instruction count of {job} failed: {res['status']}")
+        counts[job] = res["instructions"]
     rows = []
     for case in timing_cases():
         per = {r: (counts[case, r, high] - counts[case, r, low]) / (high - low) for r in COUNTED}
@@ -600,6 +596,12 @@ def main(argv: list[str] | None = None) -> int:
     default = [name for name in SECTIONS if not (args.quick and name == "instructions")]
     chosen = args.sections is not None and args.sections != default
     args.sections = default if args.sections is None else args.sections
+    # Checked before any section runs: a full run reaches this one after half an hour.
+    if "instructions" in args.sections and shutil.which("valgrind") is None:
+        parser.error(
+            "the instructions section needs valgrind (Debian: apt install valgrind); "
+            "run the others with --sections ring digits timing"
+        )
     torch.set_num_threads(1)  # small networks on a shared machine: one thread, steady timings
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m benchmarks.gan" + (" --quick" if args.quick else "")
