@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+import ratiokit as rk
 from ratiokit._checkpoint import load_checkpoint, save_checkpoint, sidecar
 from ratiokit._rng import check_rng, fork_torch_rng, torch_seed
 from ratiokit._train import _STREAMS, NonFiniteLossError, TrainOutcome, train
@@ -25,6 +27,7 @@ from ratiokit.config import TrainConfig
 from ratiokit.critics import make_critic
 from ratiokit.methods import METHODS, Classifier, FDivergence, get_method
 from ratiokit.results import TrainHistory
+from ratiokit.simulators import GaussianLocationScale
 from ratiokit.two_sample import DeepKernelMMD
 
 
@@ -310,6 +313,44 @@ def test_a_fresh_run_writes_only_over_its_own_checkpoint(tmp_path):
     # overwrite=True replaces anything.
     go(table, overwrite=True)
     assert load_checkpoint(table)[0]["step"] == 4
+
+
+def test_a_fit_keeps_theta_s_iterates_in_its_checkpoint_and_refuses_other_data(tmp_path):
+    sim = GaussianLocationScale(theta_true=(1.0, 2.0))
+    data = sim.sample(100, rng=0)
+    kw = {"method": "mmd", "theta0": [0.0, 1.0], "rng": 0}
+
+    def fit(steps, x=data, **extra):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a few steps need not converge
+            config = TrainConfig(max_steps=steps, lr=0.05, batch_size=32, progress=False)
+            return rk.fit(sim, x, config=config, **kw, **extra)
+
+    path = tmp_path / "fit.ckpt"
+    straight = fit(8)
+    fit(4, checkpoint=path)
+    # A trajectory file beside the checkpoint (where theta's iterates used to be kept, out of
+    # reach of its hashes) has no say: an edit of it moved theta by +50.
+    np.save(f"{path}.theta.npy", np.full((4, 2), 50.0))
+    resumed = fit(8, checkpoint=path, resume=True)
+    np.testing.assert_array_equal(resumed.history["theta"], straight.history["theta"])
+    np.testing.assert_array_equal(resumed.theta, straight.theta)
+    with pytest.raises(ValueError, match="`data` must be the data of checkpoint"):
+        fit(12, x=data + 5, checkpoint=path, resume=True)
+    tensors = torch.load(path, weights_only=True)
+    tensors["extra"]["theta"] += 50.0  # the iterates, edited inside the checkpoint
+    torch.save(tensors, path)
+    with pytest.raises(ValueError, match="does not match the SHA-256"):
+        fit(12, checkpoint=path, resume=True)
+
+    table = tmp_path / "table.csv"
+    table.write_text("a,b\n")
+    with pytest.raises(ValueError, match="`checkpoint` must be a new path .* is another file"):
+        fit(2, checkpoint=table)
+    assert table.read_text() == "a,b\n"
+    assert fit(2, checkpoint=table, overwrite=True).n_steps == 2
+    with pytest.raises(ValueError, match="`overwrite` must be False without a `checkpoint`"):
+        fit(2, overwrite=True)
 
 
 def test_truncated_or_modified_checkpoints_are_refused(tmp_path):
