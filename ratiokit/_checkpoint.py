@@ -129,7 +129,8 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
         ) from err
     if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in FORMAT.items()):
         found = (
-            f"version {meta.get('version')!r}"
+            f"version {meta.get('version')!r}, which this ratiokit cannot resume (start "
+            "afresh with `resume=False` and `overwrite=True`)"
             if isinstance(meta, dict) and meta.get("format") == FORMAT["format"]
             else "another file"
         )

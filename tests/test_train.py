@@ -369,6 +369,10 @@ def test_truncated_or_modified_checkpoints_are_refused(tmp_path):
     with pytest.raises(ValueError, match="does not match its tensor file"):
         run(checkpoint=path, resume=True)
 
+    sidecar(path).write_text(json.dumps({**json.loads(meta), "version": 1}))  # an older format
+    with pytest.raises(ValueError, match=r"version 2 record; got version 1, .*`overwrite=True`"):
+        run(checkpoint=path, resume=True)
+
     sidecar(path).write_bytes(meta[:20])
     with pytest.raises(ValueError, match="not valid JSON"):
         run(checkpoint=path, resume=True)
