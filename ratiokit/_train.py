@@ -59,7 +59,7 @@ from ratiokit.config import TrainConfig
 from ratiokit.methods import Discrepancy, get_method
 from ratiokit.results import TrainHistory
 
-__all__ = ["NonFiniteLossError", "TrainOutcome", "train"]
+__all__ = ["NonFiniteLossError", "TrainOutcome", "check_overwrite_flag", "train"]
 
 #: The run's independent streams, each seeded by one draw from ``rng``, in this order:
 #: torch's global RNG inside the run, data batches, model samples, closed-form refits,

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from ratiokit.results import FitResult
@@ -163,6 +165,19 @@ def test_load_refuses_damaged_or_mixed_files(tmp_path):
     (folder / "arrays.npz").write_bytes((other / "arrays.npz").read_bytes())  # another save's
     with pytest.raises(ValueError, match=r"`path` must hold the files of one save; arrays.npz"):
         FitResult.load(folder)
+
+
+@settings(deadline=None, max_examples=25)
+@given(name=st.sampled_from(["arrays.npz", "model.pt"]), flip=st.integers(0, 10**9))
+def test_any_flipped_byte_of_a_saved_file_is_refused(name, flip, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fit") / "gan"
+    net = nn.Linear(2, 1)
+    a_result(kind="module", model=net, details={"latent_dim": 2}).save(folder)
+    data = bytearray((folder / name).read_bytes())
+    data[flip % len(data)] ^= 0xFF
+    (folder / name).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{name} in .* does not match the SHA-256"):
+        FitResult.load(folder, simulator=nn.Linear(2, 1))
 
 
 class _Payload:
