@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,6 +97,26 @@ def _stationary(values: np.ndarray) -> bool:
     return bool(np.all(drift <= 3.0 * se + 1e-12 * np.abs(means).max(0)))
 
 
+class _Trajectory:
+    """theta after each step, saved in the training checkpoint (``extra_state`` of
+    :func:`ratiokit._train.train`), so a resumed fit averages the same iterates as an
+    uninterrupted one and an edit of them is caught by the checkpoint's hashes."""
+
+    def __init__(self, model: ThetaModule) -> None:
+        self.model = model
+        self.rows: list[np.ndarray] = []
+
+    def record(self, step: int, info: dict[str, float]) -> None:
+        self.rows.append(self.model.theta())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        k = self.model.theta().size
+        return {"theta": torch.as_tensor(np.asarray(self.rows).reshape(-1, k))}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.rows = list(state["theta"].numpy())
+
+
 def fit_torch(
     kind: str,
     simulator: Any,
@@ -110,6 +129,7 @@ def fit_torch(
     rng: np.random.Generator,
     checkpoint: Any,
     resume: bool,
+    overwrite: bool = False,
 ) -> TorchOutcome:
     """Train the model of ``kind`` (``"module"`` or ``"torch"``) on ``data``."""
     if kind == "torch":
@@ -121,24 +141,7 @@ def fit_torch(
     else:
         model = copy.deepcopy(simulator)  # never train the user's module
         sample = _noise_sampler(model, latent_dim)
-    trajectory: list[np.ndarray] = []
-    # theta's trajectory is not in the training checkpoint: it is kept beside it, so a
-    # resumed fit averages the same iterates as an uninterrupted one.
-    saved = None if checkpoint is None or kind != "torch" else Path(f"{checkpoint}.theta.npy")
-    earlier = np.load(saved) if resume and saved is not None and saved.exists() else None
-
-    def save_trajectory(n_before: int) -> None:
-        rows = [] if earlier is None else list(earlier[:n_before])
-        rows += [np.full(theta0.size, np.nan)] * (n_before - len(rows))
-        np.save(saved, np.asarray(rows + trajectory).reshape(-1, theta0.size))
-
-    def record(step: int, info: dict[str, float]) -> None:
-        if kind == "torch":
-            trajectory.append(model.theta())
-            every = config.checkpoint_every
-            if saved is not None and every and step % every == 0:
-                save_trajectory(step - len(trajectory))
-
+    trajectory = _Trajectory(model) if kind == "torch" else None
     out = train(
         model,
         sample,
@@ -148,11 +151,11 @@ def fit_torch(
         rng=rng,
         checkpoint=checkpoint,
         resume=resume,
-        callback=record,
+        overwrite=overwrite,
+        callback=None if trajectory is None else trajectory.record,
+        extra_state=trajectory,
     )
     hist = out.history
-    if saved is not None:
-        save_trajectory(len(hist) - len(trajectory))
     history = {
         "step": np.asarray(hist.step),
         "loss": np.asarray(hist.model_loss, dtype=np.float64),
@@ -165,12 +168,8 @@ def fit_torch(
     trained_critic = any(p.requires_grad for p in out.method.parameters())
     critic_rounds = config.critic_steps if trained_critic else 0
     n_simulations = config.batch_size * (1 + n_steps * (1 + critic_rounds))
-    if kind == "torch":
-        # Steps before a resume come from the saved trajectory; NaN rows where it is missing.
-        n_before = len(hist) - len(trajectory)
-        before = [] if earlier is None else list(earlier[:n_before])
-        before += [np.full(theta0.size, np.nan)] * (n_before - len(before))
-        thetas = np.asarray(before + trajectory).reshape(-1, theta0.size)
+    if trajectory is not None:
+        thetas = np.asarray(trajectory.rows).reshape(-1, theta0.size)
         history["theta"] = thetas
         recent = thetas[-tail:]
         finite = recent[np.isfinite(recent).all(1)]

@@ -12,7 +12,14 @@ without trainable critic parameters skip the critic steps, and closed-form criti
 All randomness comes from ``rng``: the data batches and the model's samples use two
 :class:`torch.Generator` streams, and torch's global RNG (dropout, say) is forked and
 seeded for the run, so the caller's global state is untouched. A checkpoint saves every
-state the loop reads (see :mod:`ratiokit._checkpoint`), so resuming continues bit for bit.
+state the loop reads (see :mod:`ratiokit._checkpoint`), so resuming continues bit for bit;
+it records the run (method, settings, a SHA-256 of the data), so a resume refuses other data
+and a fresh run never writes over a file that is not a checkpoint of the same run.
+
+Ctrl-C (SIGINT) during a step does not cut it short: the step finishes, is saved, and the
+run returns with ``interrupted=True`` (a second Ctrl-C stops at once, raising
+KeyboardInterrupt). A KeyboardInterrupt raised between steps (by the callback) returns the
+same way.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from __future__ import annotations
 import copy
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,16 +40,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ratiokit._checkpoint import load_checkpoint, save_checkpoint
+from ratiokit._checkpoint import check_overwrite, load_checkpoint, save_checkpoint
 from ratiokit._rng import check_rng, fork_torch_rng, torch_seed
 from ratiokit._train_state import (
     NonFiniteLossError,
     TrainState,
     adam,
     check_resumable,
+    data_fingerprint,
     ema_update,
     finite_step,
     r1_penalty,
+    run_mismatch,
     spectral_normalise,
 )
 from ratiokit._validation import as_sample
@@ -48,7 +59,7 @@ from ratiokit.config import TrainConfig
 from ratiokit.methods import Discrepancy, get_method
 from ratiokit.results import TrainHistory
 
-__all__ = ["NonFiniteLossError", "TrainOutcome", "train"]
+__all__ = ["NonFiniteLossError", "TrainOutcome", "check_overwrite_flag", "train"]
 
 #: The run's independent streams, each seeded by one draw from ``rng``, in this order:
 #: torch's global RNG inside the run, data batches, model samples, closed-form refits,
@@ -95,6 +106,7 @@ def _train_iv(
     config: Any,
     checkpoint: Any,
     resume: Any,
+    overwrite: Any,
     callback: Any,
 ) -> tuple[Discrepancy, torch.Tensor, Path | None]:
     if not isinstance(model, nn.Module):
@@ -117,9 +129,58 @@ def _train_iv(
         raise TypeError(f"`resume` must be True or False; got {resume!r}.")
     if resume and checkpoint is None:
         raise ValueError("`checkpoint` must be a path when `resume` is True; got None.")
+    check_overwrite_flag(overwrite, checkpoint, resume)
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be None or callable; got {callback!r}.")
     return method, x, None if checkpoint is None else Path(checkpoint)
+
+
+def check_overwrite_flag(overwrite: Any, checkpoint: Any, resume: bool) -> None:
+    """Validate ``overwrite`` against ``checkpoint`` and ``resume`` (it must not be ignored).
+
+    Raises
+    ------
+    TypeError
+        If ``overwrite`` is not a bool.
+    ValueError
+        If ``overwrite`` is True without a checkpoint or with ``resume`` (which never
+        replaces a checkpoint).
+    """
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"`overwrite` must be True or False; got {overwrite!r}.")
+    if overwrite and (checkpoint is None or resume):
+        raise ValueError(
+            "`overwrite` must be False without a `checkpoint` or with `resume`=True (a resume "
+            "never replaces a checkpoint); got True."
+        )
+
+
+class _DeferredInterrupt:
+    """Within ``with``: a first Ctrl-C sets :attr:`requested` (the loop stops after the step
+    in progress), a second raises KeyboardInterrupt at once.
+
+    Installed only in the main thread and over Python's default handler (as in a terminal or
+    Jupyter), never over a handler of the caller's.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _DeferredInterrupt:
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _device(model: nn.Module, config: TrainConfig) -> torch.device:
@@ -139,7 +200,9 @@ def train(
     rng: Any = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    extra_state: Any = None,
 ) -> TrainOutcome:
     """Train ``model`` to make its samples indistinguishable from ``data`` under ``method``.
 
@@ -166,19 +229,28 @@ def train(
         global RNG inside the run; an int gives bit-identical results on the CPU.
     checkpoint : str or path-like, default=None
         Tensor file of the checkpoint (``checkpoint + ".json"`` is its sidecar), written
-        every ``config.checkpoint_every`` steps, at the end and on an interrupt between
-        steps. An existing checkpoint is overwritten unless ``resume``.
+        every ``config.checkpoint_every`` steps, at the end and on an interrupt (after the
+        step in progress). It records the run: method, settings and a SHA-256 of ``data``.
+        Without ``resume``, a file there (either of the two) is replaced only if it is a
+        checkpoint of the same run, or with ``overwrite``.
     resume : bool, default=False
-        Continue from ``checkpoint`` if it exists (else start afresh). The settings must
-        match the checkpoint's, except ``max_steps``, ``checkpoint_every`` and ``progress``.
+        Continue from ``checkpoint`` if it exists (else start afresh). The method, data and
+        settings must match the checkpoint's, except ``max_steps``, ``checkpoint_every``
+        and ``progress``.
+    overwrite : bool, default=False
+        Replace whatever is at ``checkpoint`` (a file of yours, another run's checkpoint).
     callback : callable, default=None
-        ``callback(step, info)`` after each step, ``info`` holding ``model_loss``,
-        ``critic_loss`` and ``wall_time``; raising KeyboardInterrupt stops the run.
+        ``callback(step, info)`` after each step (before that step's checkpoint), ``info``
+        holding ``model_loss``, ``critic_loss`` and ``wall_time``; raising
+        KeyboardInterrupt stops the run.
+    extra_state : object, default=None
+        The caller's own state, with ``state_dict()`` (tensors and plain data) and
+        ``load_state_dict(d)``: saved in each checkpoint and restored on a resume.
 
     Returns
     -------
     TrainOutcome
-        ``interrupted=True`` with the steps done when a KeyboardInterrupt stops the run.
+        ``interrupted=True`` with the steps done when Ctrl-C or the callback stops the run.
 
     Raises
     ------
@@ -186,8 +258,14 @@ def train(
         If a loss or gradient becomes NaN or infinite: names the step; the model and the
         checkpoint on disk keep the last good state, and ``err.outcome`` holds the run.
     TypeError, ValueError
-        For bad arguments, a checkpoint that is truncated, modified or not plain data, or
-        settings that do not fit the method (a gradient penalty without a critic).
+        For bad arguments, a checkpoint that is truncated, modified or not plain data, one
+        of another run (method, settings or data) to resume, a file at ``checkpoint`` that
+        is not this run's checkpoint (without ``overwrite``), or settings that do not fit
+        the method (a gradient penalty without a critic).
+    KeyboardInterrupt
+        On a second Ctrl-C, or one raised in the middle of a step (by ``sample``, say): the
+        model may then hold part of that step, and the checkpoint on disk is the last one
+        written.
 
     Examples
     --------
@@ -202,14 +280,17 @@ def train(
     (3, 2, 500)
     """
     method, x_data, path = _train_iv(
-        model, sample, data, method, config, checkpoint, resume, callback
+        model, sample, data, method, config, checkpoint, resume, overwrite, callback
     )
     device = _device(model, config)
     model.to(device)
     gen = check_rng(rng)
     seeds = [torch_seed(gen) for _ in _STREAMS]
-    with fork_torch_rng(seeds[0], device):
-        return _run(model, sample, x_data, method, config, seeds, device, path, resume, callback)
+    with fork_torch_rng(seeds[0], device), _DeferredInterrupt() as ctrl_c:
+        return _run(
+            model, sample, x_data, method, config, seeds, device, path, resume, overwrite,
+            callback, extra_state, ctrl_c,
+        )  # fmt: skip
 
 
 def _run(
@@ -222,7 +303,10 @@ def _run(
     device: torch.device,
     path: Path | None,
     resume: bool,
+    overwrite: bool,
     callback: Callable[[int, dict[str, float]], None] | None,
+    extra_state: Any,
+    ctrl_c: _DeferredInterrupt,
 ) -> TrainOutcome:
     data_gen = torch.Generator(device=device).manual_seed(seeds[1])
     model_gen = torch.Generator(device=device).manual_seed(seeds[2])
@@ -262,12 +346,18 @@ def _run(
         generators={"data": data_gen, "model": model_gen},
         refit_rng=refit_rng,
         device=device,
+        extra=extra_state,
     )
-    if resume and path is not None:
-        loaded = load_checkpoint(path)
+    if path is not None:
+        state.data = data_fingerprint(x_data)
+        loaded = load_checkpoint(path) if resume else None
         if loaded is not None:
-            check_resumable(config, loaded[0]["config"], path)
+            check_resumable(loaded[0], method.name, config, state.data, path)
             state.restore(*loaded, path)
+        else:
+            check_overwrite(
+                path, overwrite, lambda meta: run_mismatch(meta, method.name, config, state.data)
+            )
     saturating = config.generator_loss == "minimax"
     penalty = config.gradient_penalty
     was_training = model.training
@@ -293,6 +383,8 @@ def _run(
     )
     try:
         while state.step < config.max_steps:
+            if ctrl_c.requested:  # Ctrl-C came during the last step (or the set-up)
+                raise KeyboardInterrupt
             step = state.step + 1
             state.at_boundary = False
             critic_value = math.nan
@@ -331,12 +423,14 @@ def _run(
             state.record(step, model_value, critic_value, wall)
             state.at_boundary = True
             bar.update()
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                save()
             if callback is not None:
                 info = {"model_loss": model_value, "critic_loss": critic_value, "wall_time": wall}
                 callback(step, info)
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                save()
     except KeyboardInterrupt:
+        if not state.at_boundary:
+            raise  # the model may hold part of a step: nothing consistent to return or save
         interrupted = True
     except NonFiniteLossError as err:
         err.outcome = _outcome(state, interrupted=False)
@@ -347,8 +441,7 @@ def _run(
         if state.ema_model is not None:
             state.ema_model.train(was_training)
         method.eval()
-    if state.at_boundary:
-        save()
+    save()  # at a step boundary: every other way out of the loop has raised
     return _outcome(state, interrupted=interrupted)
 
 

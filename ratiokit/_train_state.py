@@ -3,14 +3,16 @@
 :class:`TrainState` holds everything the loop reads between steps (model, critic,
 optimisers, EMA copy and its counter, RNG streams, history) and turns it into a
 checkpoint and back. The step helpers keep the loop short: :func:`finite_step` refuses a
-non-finite loss or gradient before it reaches the parameters, :func:`r1_penalty` is the
-critic's gradient penalty, :func:`ema_update` the model average, and
+non-finite loss or gradient before it reaches the parameters, :func:`run_mismatch` tells
+whether a checkpoint belongs to this run (method, settings, data fingerprint),
+:func:`r1_penalty` is the critic's gradient penalty, :func:`ema_update` the model average, and
 :func:`spectral_normalise` wraps the critic's layers.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +34,11 @@ __all__ = [
     "TrainState",
     "adam",
     "check_resumable",
+    "data_fingerprint",
     "ema_update",
     "finite_step",
     "r1_penalty",
+    "run_mismatch",
     "spectral_normalise",
 ]
 
@@ -173,18 +177,66 @@ def spectral_normalise(method: Discrepancy, seed: int, device: torch.device) -> 
                 nn.utils.parametrizations.spectral_norm(module)
 
 
-def check_resumable(config: TrainConfig, saved: Any, path: Path) -> None:
-    """Raise ValueError unless ``config`` matches the checkpoint's settings ``saved``, except
-    in :data:`RESUMABLE`."""
-    current = config.to_dict()
-    saved = saved if isinstance(saved, dict) else {}
-    for key, value in current.items():
+def data_fingerprint(x: torch.Tensor) -> dict[str, Any]:
+    """What identifies a run's data: the SHA-256 of its bytes, its shape and dtype."""
+    raw = x.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+    return {
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "shape": list(x.shape),
+        "dtype": str(x.dtype).removeprefix("torch."),
+    }
+
+
+def _describe(data: Any) -> str:
+    if not isinstance(data, dict):
+        return "no record of its data"
+    return (
+        f"SHA-256 {str(data.get('sha256'))[:12]}, shape {data.get('shape')}, {data.get('dtype')}"
+    )
+
+
+def run_mismatch(
+    meta: dict[str, Any], method: str, config: TrainConfig, data: dict[str, Any]
+) -> tuple[str, str] | None:
+    """How the checkpoint ``meta`` belongs to another run, as ``(what, detail)`` with
+    ``what`` in settings, method, data; None if it is this run's: the same method, the same
+    settings (but those in :data:`RESUMABLE`) and the same data (``data``, a
+    :func:`data_fingerprint`)."""
+    saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    for key, value in config.to_dict().items():
         if key not in RESUMABLE and saved.get(key) != value:
-            raise ValueError(
-                f"`config` must match the settings of checkpoint {str(path)!r} to resume "
-                f"(all but {list(RESUMABLE)}); got {key}={value!r} where it has "
-                f"{saved.get(key)!r}."
-            )
+            return "settings", f"{key}={value!r} where it has {saved.get(key)!r}"
+    if meta.get("method") != method:
+        return "method", f"{method!r} where it has {meta.get('method')!r}"
+    if meta.get("data") != data:
+        return "data", f"{_describe(data)} where it has {_describe(meta.get('data'))}"
+    return None
+
+
+def check_resumable(
+    meta: dict[str, Any], method: str, config: TrainConfig, data: dict[str, Any], path: Path
+) -> None:
+    """Raise ValueError unless the checkpoint ``meta`` at ``path`` is of this run (see
+    :func:`run_mismatch`), naming the argument that differs."""
+    found = run_mismatch(meta, method, config, data)
+    if found is None:
+        return
+    what, detail = found
+    if what == "settings":
+        raise ValueError(
+            f"`config` must match the settings of checkpoint {str(path)!r} to resume "
+            f"(all but {list(RESUMABLE)}); got {detail}."
+        )
+    if what == "method":
+        raise ValueError(
+            f"checkpoint {str(path)!r} must come from a run of method {method!r}; got "
+            f"{meta.get('method')!r}."
+        )
+    raise ValueError(
+        f"`data` must be the data of checkpoint {str(path)!r} to resume; got {detail}. Pass "
+        "the data the run started with, or start afresh with `resume=False` and another "
+        "path (or `overwrite=True`)."
+    )
 
 
 @dataclass(eq=False)
@@ -199,6 +251,10 @@ class TrainState:
     generators: dict[str, torch.Generator]
     refit_rng: np.random.Generator
     device: torch.device
+    #: What identifies the run (:func:`data_fingerprint` of its data), kept in checkpoints.
+    data: dict[str, Any] = field(default_factory=dict)
+    #: A caller's own state saved with the loop's (``state_dict``/``load_state_dict``).
+    extra: Any = None
     step: int = 0
     ema_count: int = 0
     elapsed: float = 0.0
@@ -243,6 +299,7 @@ class TrainState:
                 key: torch.tensor(values, dtype=torch.int64 if key == "step" else torch.float64)
                 for key, values in self._log.items()
             },
+            "extra": {} if self.extra is None else self.extra.state_dict(),
         }
         meta = {
             "step": self.step,
@@ -250,6 +307,7 @@ class TrainState:
             "elapsed": self.elapsed,
             "method": self.method.name,
             "config": config.to_dict(),
+            "data": self.data,
             "numpy_rng": self.refit_rng.bit_generator.state,
         }
         return tensors, meta
@@ -260,13 +318,9 @@ class TrainState:
         Raises
         ------
         ValueError
-            If the checkpoint was written for another method, model or critic.
+            If the checkpoint was written for another model or critic (the run's method,
+            settings and data are checked by :func:`check_resumable`).
         """
-        if meta.get("method") != self.method.name:
-            raise ValueError(
-                f"checkpoint {str(path)!r} must come from a run of method "
-                f"{self.method.name!r}; got {meta.get('method')!r}."
-            )
         try:
             self.model.load_state_dict(tensors["model"])
             self.method.load_state_dict(tensors["method"])
@@ -285,6 +339,8 @@ class TrainState:
             self.step, self.ema_count = int(meta["step"]), int(meta["ema_count"])
             self.elapsed = float(meta["elapsed"])
             self._log = {key: tensors["history"][key].tolist() for key in self._log}
+            if self.extra is not None:
+                self.extra.load_state_dict(tensors["extra"])
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
             raise ValueError(
                 f"checkpoint {str(path)!r} does not fit this model, method and settings: {err}"

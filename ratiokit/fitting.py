@@ -46,6 +46,7 @@ from ratiokit._simulation import (
     format_theta,
     run_tasks,
 )
+from ratiokit._train import check_overwrite_flag
 from ratiokit._transforms import BoxTransform, check_bounds
 from ratiokit._validation import as_sample, check_choice, check_int, check_positive
 from ratiokit.config import TrainConfig
@@ -195,6 +196,7 @@ def fit(
     latent_dim: int | None = None,
     checkpoint: Any = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> FitResult:
     r"""Fit a simulator to data: ``theta_hat = argmin_theta D(P_data, Q_theta)``.
 
@@ -253,7 +255,9 @@ def fit(
     checkpoint : str or path-like, default=None
         Checkpoint file of the training loop (kinds ``"module"`` and ``"torch"``).
     resume : bool, default=False
-        Continue from ``checkpoint``.
+        Continue from ``checkpoint`` (the data and settings must be the checkpoint's).
+    overwrite : bool, default=False
+        Replace a file at ``checkpoint`` that is not a checkpoint of this run.
 
     Returns
     -------
@@ -285,6 +289,7 @@ def fit(
     p = _fit_iv(
         simulator, data, method, theta0, bounds, kind, search, config, checkpoint, n_bootstrap
     )
+    check_overwrite_flag(overwrite, checkpoint, resume)
     estimator, x, transform = p["method"], p["data"], p["transform"]
     n_boot = check_int(n_bootstrap, "n_bootstrap", minimum=0)
     retries = check_int(max_retries, "max_retries", minimum=0)
@@ -363,6 +368,7 @@ def fit(
             fit_rng,
             checkpoint,
             resume,
+            overwrite,
         )
         theta, loss, converged, model = tout.theta, tout.loss, tout.converged, tout.model
         history, n_steps, n_simulations = tout.history, tout.n_steps, tout.n_simulations

@@ -276,7 +276,7 @@ class TrainHistory(_CompactRepr):
 
 
 #: Version of the files :meth:`FitResult.save` writes.
-FIT_FORMAT_VERSION = 1
+FIT_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -422,22 +422,57 @@ class FitResult(_CompactRepr):
 
         return plot_fit(self, truth=truth, rng=rng)
 
-    def save(self, path: Any) -> Any:
-        """Write the result to the folder ``path``: JSON, ``.npz`` and, for a module, its
-        ``state_dict``. Returns the folder's :class:`pathlib.Path`.
+    def save(self, path: Any, *, overwrite: bool = False) -> Any:
+        """Write the result to the folder ``path``: ``fit.json``, ``arrays.npz`` and, for a
+        module, its ``state_dict`` in ``model.pt``. Returns the folder's :class:`pathlib.Path`.
 
-        The simulator itself (code) is not saved: pass it to :meth:`load` to simulate again.
+        Nothing is written until every file is encoded; then each is written to a temporary
+        name and moved into place, ``fit.json`` last: it records the SHA-256 of the others,
+        so :meth:`load` detects a damaged file or a folder mixing two saves. The simulator
+        itself (code) is not saved: pass it to :meth:`load` to simulate again.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The folder (created if missing).
+        overwrite : bool, default=False
+            Replace the files of an earlier save in the folder.
+
+        Raises
+        ------
+        TypeError
+            If ``overwrite`` is not a bool.
+        ValueError
+            If the folder already holds one of the three files and ``overwrite`` is False.
         """
+        import io
         import json
         from pathlib import Path
 
+        from ratiokit._checkpoint import atomic_write, digest
+
+        if not isinstance(overwrite, bool):
+            raise TypeError(f"`overwrite` must be True or False; got {overwrite!r}.")
         folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
+        taken = [name for name in _FIT_FILES if (folder / name).exists()]
+        if taken and not overwrite:
+            raise ValueError(
+                f"`path` must be a folder without a saved result; got {str(folder)!r}, which "
+                f"holds {taken}. Pass `overwrite=True` to replace them or choose another folder."
+            )
         arrays = {f"history__{key}": np.asarray(value) for key, value in self.history.items()}
         for name in ("theta", "confidence_interval", "bootstrap", "data"):
             if getattr(self, name) is not None:
                 arrays[name] = np.asarray(getattr(self, name))
-        np.savez(folder / "arrays.npz", **arrays)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        files = {"arrays.npz": buffer.getvalue()}
+        if self.model is not None:
+            import torch
+
+            buffer = io.BytesIO()
+            torch.save(self.model.state_dict(), buffer)
+            files["model.pt"] = buffer.getvalue()
         record = {
             "format": "ratiokit.FitResult",
             "version": FIT_FORMAT_VERSION,
@@ -452,17 +487,17 @@ class FitResult(_CompactRepr):
             "confidence_level": self.confidence_level,
             "failures": [[list(theta), why] for theta, why in self.failures],
             "details": self.details,
+            "sha256": {name: digest(data) for name, data in files.items()},
         }
-        (folder / "fit.json").write_text(json.dumps(record, indent=1))
-        if self.model is not None:
-            import torch
-
-            torch.save(self.model.state_dict(), folder / "model.pt")
+        files["fit.json"] = json.dumps(record, indent=1).encode()  # written last
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            atomic_write(folder / name, data)
         return folder
 
     @classmethod
     def load(cls, path: Any, *, simulator: Any = None) -> FitResult:
-        """Read a result written by :meth:`save`.
+        """Read a result written by :meth:`save`; nothing in the files is executed.
 
         Parameters
         ----------
@@ -475,52 +510,137 @@ class FitResult(_CompactRepr):
         Raises
         ------
         ValueError
-            If the folder does not hold a saved FitResult of a known version.
+            If the folder does not hold a saved FitResult of a known version, a file is
+            damaged or from another save (its SHA-256 differs from the one in ``fit.json``),
+            ``model.pt`` holds anything but tensors, or ``simulator`` does not have the saved
+            module's architecture.
         """
         import copy
+        import io
         import json
+        import zipfile
         from pathlib import Path
 
-        import torch
+        from ratiokit._checkpoint import digest, load_tensors
 
         folder = Path(path)
         try:
-            record = json.loads((folder / "fit.json").read_text())
-            with np.load(folder / "arrays.npz") as npz:
-                arrays = {key: npz[key] for key in npz.files}
-        except (OSError, ValueError) as err:
+            record = json.loads((folder / "fit.json").read_bytes())
+        except OSError as err:
             raise ValueError(f"`path` must be a folder written by FitResult.save; {err}") from err
-        if record.get("format") != "ratiokit.FitResult" or record.get("version") != 1:
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(
-                "`path` must hold a FitResult of format version 1; got "
-                f"{record.get('format')!r} version {record.get('version')!r}."
+                f"`path` must hold an intact fit.json; got one that is not valid JSON in "
+                f"{str(folder)!r} ({err})."
+            ) from err
+        found = record if isinstance(record, dict) else {}
+        if found.get("format") != "ratiokit.FitResult" or found.get("version") not in (1, 2):
+            raise ValueError(
+                "`path` must hold a FitResult of format version 1 or 2; got "
+                f"{found.get('format')!r} version {found.get('version')!r}."
             )
+        # Version 1 recorded no hashes; from version 2 every other file is checked.
+        hashes = found.get("sha256", {}) if found["version"] >= 2 else None
+
+        def read(name: str) -> bytes:
+            try:
+                data = (folder / name).read_bytes()
+            except OSError as err:
+                raise ValueError(
+                    f"`path` must be a folder written by FitResult.save; {err}"
+                ) from err
+            if hashes is not None and (
+                not isinstance(hashes, dict) or hashes.get(name) != digest(data)
+            ):
+                raise ValueError(
+                    f"`path` must hold the files of one save; {name} in {str(folder)!r} does "
+                    "not match the SHA-256 recorded in fit.json: it was modified, truncated or "
+                    "written by another save."
+                )
+            return data
+
+        try:
+            with np.load(io.BytesIO(read("arrays.npz"))) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+            raise ValueError(f"`path` must hold an intact arrays.npz; {err}") from err
+        try:
+            fields = _fit_fields(record)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"`path` must hold an intact fit.json; got one in {str(folder)!r} whose "
+                f"field {err} is missing or malformed."
+            ) from err
         model = None
-        if record["kind"] == "module" and simulator is not None:
+        if fields["kind"] == "module" and simulator is not None:
+            state = load_tensors(read("model.pt"), f"{str(folder / 'model.pt')!r}")
             model = copy.deepcopy(simulator)
-            model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+            try:
+                model.load_state_dict(state)
+            except (AttributeError, RuntimeError, TypeError) as err:
+                raise ValueError(
+                    "`simulator` must be a module of the saved model's architecture; got "
+                    f"{type(simulator).__name__}, which does not take the weights in "
+                    f"{str(folder / 'model.pt')!r}: {err}"
+                ) from err
             model.eval()
         prefix = "history__"
         return cls(
+            **fields,
             theta=arrays.get("theta"),
-            param_names=tuple(record["param_names"]),
-            loss=float(record["loss"]),
-            converged=bool(record["converged"]),
-            method=record["method"],
-            kind=record["kind"],
-            n_steps=int(record["n_steps"]),
-            n_simulations=int(record["n_simulations"]),
-            wall_time=float(record["wall_time"]),
             confidence_interval=arrays.get("confidence_interval"),
             history={k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)},
-            confidence_level=float(record["confidence_level"]),
             bootstrap=arrays.get("bootstrap"),
-            failures=tuple((tuple(theta), why) for theta, why in record["failures"]),
-            details=record["details"],
             data=arrays.get("data"),
-            simulator=None if record["kind"] == "module" else simulator,
+            simulator=None if fields["kind"] == "module" else simulator,
             model=model,
         )
+
+
+#: The files :meth:`FitResult.save` writes in its folder.
+_FIT_FILES = ("fit.json", "arrays.npz", "model.pt")
+
+#: The type each field of ``fit.json`` must have.
+_FIT_TYPES: dict[str, Any] = {
+    "param_names": list,
+    "loss": (int, float),
+    "converged": bool,
+    "method": str,
+    "kind": str,
+    "n_steps": int,
+    "n_simulations": int,
+    "wall_time": (int, float),
+    "confidence_level": (int, float),
+    "failures": list,
+    "details": dict,
+}
+
+
+def _fit_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The scalar fields of a ``fit.json`` record; KeyError or TypeError naming a field
+    that is missing or of the wrong type."""
+    for name, types in _FIT_TYPES.items():
+        if not isinstance(record[name], types):
+            raise TypeError(repr(name))
+    if record["kind"] not in ("numpy", "torch", "module"):
+        raise ValueError(repr("kind"))
+    try:
+        failures = tuple((tuple(map(float, theta)), str(why)) for theta, why in record["failures"])
+    except (TypeError, ValueError) as err:
+        raise TypeError(repr("failures")) from err
+    return {
+        "param_names": tuple(str(name) for name in record["param_names"]),
+        "loss": float(record["loss"]),
+        "converged": record["converged"],
+        "method": record["method"],
+        "kind": record["kind"],
+        "n_steps": record["n_steps"],
+        "n_simulations": record["n_simulations"],
+        "wall_time": float(record["wall_time"]),
+        "confidence_level": float(record["confidence_level"]),
+        "failures": failures,
+        "details": record["details"],
+    }
 
 
 @dataclass(frozen=True, repr=False, eq=False)

@@ -4,8 +4,11 @@ checkpoints resume bit for bit and refuse tampering, interrupts and NaNs are han
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
+import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+import ratiokit as rk
 from ratiokit._checkpoint import load_checkpoint, save_checkpoint, sidecar
 from ratiokit._rng import check_rng, fork_torch_rng, torch_seed
 from ratiokit._train import _STREAMS, NonFiniteLossError, TrainOutcome, train
@@ -23,6 +27,7 @@ from ratiokit.config import TrainConfig
 from ratiokit.critics import make_critic
 from ratiokit.methods import METHODS, Classifier, FDivergence, get_method
 from ratiokit.results import TrainHistory
+from ratiokit.simulators import GaussianLocationScale
 from ratiokit.two_sample import DeepKernelMMD
 
 
@@ -248,6 +253,106 @@ def test_resume_needs_the_same_settings_and_starts_fresh_without_a_checkpoint(tm
         run("classifier", checkpoint=other, resume=True)
 
 
+def test_the_checkpoint_records_the_data_and_a_resume_refuses_other_data(tmp_path):
+    path = tmp_path / "run.pt"
+    run(checkpoint=path)
+    data = data_2d()  # float64, the model's dtype: the bytes hashed are these
+    assert load_checkpoint(path)[0]["data"] == {
+        "sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest(),
+        "shape": [200, 2],
+        "dtype": "float64",
+    }
+    for other, shown in ((data + 5, "shape \\[200, 2\\]"), (data[:150], "shape \\[150, 2\\]")):
+        model = location_scale()
+        with pytest.raises(ValueError, match=rf"`data` must be the data of checkpoint .*{shown}"):
+            train(model, sampler(model), other, "classifier", quick(), rng=0, checkpoint=path,
+                  resume=True)  # fmt: skip
+    _, out = run(steps=6, checkpoint=path, resume=True)  # the same data: accepted
+    assert out.n_steps == 6
+
+
+def test_a_fresh_run_writes_only_over_its_own_checkpoint(tmp_path):
+    def go(path, method="classifier", data=None, rng=0, steps=4, overwrite=False, **config):
+        model = location_scale()
+        data = data_2d() if data is None else data
+        train(model, sampler(model), data, method, quick(max_steps=steps, **config), rng=rng,
+              checkpoint=path, overwrite=overwrite)  # fmt: skip
+        return model
+
+    def refused(path, why, **kw):
+        before = {p: p.read_bytes() for p in (path, sidecar(path)) if p.exists()}
+        with pytest.raises(ValueError, match=rf"`checkpoint` must be a new path .*{why}.*"
+                           r"Pass `overwrite=True`"):  # fmt: skip
+            go(path, **kw)
+        after = {p: p.read_bytes() for p in (path, sidecar(path)) if p.exists()}
+        assert after == before  # nothing written, nothing created
+
+    table = tmp_path / "results.csv"  # a user's file where the checkpoint would go
+    table.write_text("a,b\n1,2\n")
+    refused(table, "is another file")
+    notes = tmp_path / "notes"  # ... or where its sidecar would go
+    sidecar(notes).write_text('{"mine": 1}')
+    refused(notes, "is another file")
+
+    path = tmp_path / "run.pt"
+    go(path)
+    refused(
+        path, r"another run \(data: SHA-256 [0-9a-f]{12}, shape \[200, 2\]", data=data_2d() + 5
+    )
+    refused(path, r"another run \(settings: critic_steps=2 where it has 1\)", critic_steps=2)
+    refused(path, r"another run \(method: 'mmd' where it has 'classifier'\)", method="mmd")
+    good = sidecar(path).read_bytes()
+    sidecar(path).write_text(json.dumps({**json.loads(good), "step": 9}))
+    refused(path, "is a damaged ratiokit checkpoint")
+    sidecar(path).write_bytes(good)
+    # The same run again (another rng, more steps: not part of what identifies a run)
+    # replaces its own checkpoint.
+    model = go(path, rng=3, steps=5)
+    assert load_checkpoint(path)[0]["step"] == 5
+    assert same(params(model), params(go(None, rng=3, steps=5)))
+    # overwrite=True replaces anything.
+    go(table, overwrite=True)
+    assert load_checkpoint(table)[0]["step"] == 4
+
+
+def test_a_fit_keeps_theta_s_iterates_in_its_checkpoint_and_refuses_other_data(tmp_path):
+    sim = GaussianLocationScale(theta_true=(1.0, 2.0))
+    data = sim.sample(100, rng=0)
+    kw = {"method": "mmd", "theta0": [0.0, 1.0], "rng": 0}
+
+    def fit(steps, x=data, **extra):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # a few steps need not converge
+            config = TrainConfig(max_steps=steps, lr=0.05, batch_size=32, progress=False)
+            return rk.fit(sim, x, config=config, **kw, **extra)
+
+    path = tmp_path / "fit.ckpt"
+    straight = fit(8)
+    fit(4, checkpoint=path)
+    # A trajectory file beside the checkpoint (where theta's iterates used to be kept, out of
+    # reach of its hashes) has no say: an edit of it moved theta by +50.
+    np.save(f"{path}.theta.npy", np.full((4, 2), 50.0))
+    resumed = fit(8, checkpoint=path, resume=True)
+    np.testing.assert_array_equal(resumed.history["theta"], straight.history["theta"])
+    np.testing.assert_array_equal(resumed.theta, straight.theta)
+    with pytest.raises(ValueError, match="`data` must be the data of checkpoint"):
+        fit(12, x=data + 5, checkpoint=path, resume=True)
+    tensors = torch.load(path, weights_only=True)
+    tensors["extra"]["theta"] += 50.0  # the iterates, edited inside the checkpoint
+    torch.save(tensors, path)
+    with pytest.raises(ValueError, match="does not match the SHA-256"):
+        fit(12, checkpoint=path, resume=True)
+
+    table = tmp_path / "table.csv"
+    table.write_text("a,b\n")
+    with pytest.raises(ValueError, match="`checkpoint` must be a new path .* is another file"):
+        fit(2, checkpoint=table)
+    assert table.read_text() == "a,b\n"
+    assert fit(2, checkpoint=table, overwrite=True).n_steps == 2
+    with pytest.raises(ValueError, match="`overwrite` must be False without a `checkpoint`"):
+        fit(2, overwrite=True)
+
+
 def test_truncated_or_modified_checkpoints_are_refused(tmp_path):
     path = tmp_path / "run.pt"
     run(checkpoint=path)
@@ -262,6 +367,10 @@ def test_truncated_or_modified_checkpoints_are_refused(tmp_path):
     record["step"] = 1  # a consistent-looking edit of the sidecar
     sidecar(path).write_text(json.dumps(record))
     with pytest.raises(ValueError, match="does not match its tensor file"):
+        run(checkpoint=path, resume=True)
+
+    sidecar(path).write_text(json.dumps({**json.loads(meta), "version": 1}))  # an older format
+    with pytest.raises(ValueError, match=r"version 2 record; got version 1, .*`overwrite=True`"):
         run(checkpoint=path, resume=True)
 
     sidecar(path).write_bytes(meta[:20])
@@ -314,14 +423,15 @@ def test_a_malicious_pickle_in_a_checkpoint_is_never_executed(tmp_path):
     tensors["model"] = _Payload(marker)
     torch.save(tensors, path)
     # The attacker rewrites the sidecar's hash too, so only weights_only stands in the way.
-    import hashlib
-
     record = json.loads(sidecar(path).read_bytes())
     record["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     sidecar(path).write_text(json.dumps(record))
-    with pytest.raises(ValueError, match="weights_only=True refused it"):
+    with pytest.raises(ValueError, match="weights_only=True refused it") as caught:
         run(checkpoint=path, resume=True)
     assert not marker.exists()
+    # One clear error naming what was refused, without torch's advice to load it unsafely.
+    assert "GLOBAL io.open" in str(caught.value) and "weights_only=False" not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
     # The payload is live: an unsafe load would have run it (in a separate directory).
     live = tmp_path / "live"
     live.mkdir()
@@ -346,6 +456,57 @@ def test_interrupt_returns_the_partial_run_and_resumes_identically(tmp_path):
     resumed, _ = run(steps=6, checkpoint=path, resume=True)
     straight, _ = run(steps=6)
     assert same(params(resumed), params(straight))
+
+
+def interrupting(model, at, signals=1, raises=False):
+    """A sampler of ``model`` that, at its call number ``at``, sends Ctrl-C (SIGINT) to this
+    process ``signals`` times, or raises KeyboardInterrupt itself. The probe is call 1 and
+    each step of the classifier makes two (its critic's batch, then the model's), so call 7
+    is the model's batch of step 3, after that step's critic update."""
+    calls = 0
+
+    def sample(n, g):
+        nonlocal calls
+        calls += 1
+        if calls == at:
+            if raises:
+                raise KeyboardInterrupt
+            for _ in range(signals):
+                signal.raise_signal(signal.SIGINT)
+        return model(torch.randn(n, 2, generator=g, dtype=torch.float64))
+
+    return sample
+
+
+def test_ctrl_c_mid_step_finishes_the_step_saves_it_and_resumes_identically(tmp_path):
+    # Default settings: no periodic checkpoint (checkpoint_every=None).
+    path = tmp_path / "run.pt"
+    model = location_scale()
+    out = train(model, interrupting(model, at=7), data_2d(), "classifier", quick(max_steps=6),
+                rng=0, checkpoint=path)  # fmt: skip
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert out.interrupted and out.n_steps == 3 and out.history.step.tolist() == [1, 2, 3]
+    assert load_checkpoint(path)[0]["step"] == 3
+    three, _ = run(steps=3)  # step 3 was completed, not cut short
+    assert same(params(model), params(three))
+    resumed, again = run(steps=6, checkpoint=path, resume=True)
+    straight, whole = run(steps=6)
+    assert same(params(resumed), params(straight))
+    np.testing.assert_array_equal(again.history.model_loss, whole.history.model_loss)
+    np.testing.assert_array_equal(again.history.critic_loss, whole.history.critic_loss)
+
+
+def test_a_second_ctrl_c_or_an_interrupt_raised_mid_step_stops_at_once(tmp_path):
+    # The model then holds part of step 3: no result is returned and nothing is saved over
+    # the last checkpoint (step 2).
+    for kw in ({"signals": 2}, {"raises": True}):
+        path = tmp_path / f"{sorted(kw)[0]}.pt"
+        model = location_scale()
+        with pytest.raises(KeyboardInterrupt):
+            train(model, interrupting(model, at=7, **kw), data_2d(), "classifier",
+                  quick(max_steps=6, checkpoint_every=2), rng=0, checkpoint=path)  # fmt: skip
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert load_checkpoint(path)[0]["step"] == 2
 
 
 @pytest.mark.parametrize("method", ["classifier", "mmd"])
@@ -460,6 +621,10 @@ def test_bad_arguments():
         ({"data": np.zeros((5, 2, 2))}, ValueError, "`data` must be a 2-D array"),
         ({"resume": True}, ValueError, "`checkpoint` must be a path when `resume` is True"),
         ({"checkpoint": 3}, TypeError, "`checkpoint` must be None or a path; got int"),
+        ({"overwrite": 1}, TypeError, "`overwrite` must be True or False; got 1"),
+        ({"overwrite": True}, ValueError, "`overwrite` must be False without a `checkpoint`"),
+        ({"overwrite": True, "checkpoint": "x.pt", "resume": True}, ValueError,
+         r"`overwrite` must be False .* with `resume`=True"),
         ({"sample": lambda n, g: torch.zeros(n, 3)}, ValueError,
          r"`sample` must return a tensor of shape \(n, n_features\) = \(32, 2\)"),
         ({"sample": lambda n, g: torch.zeros(n, 2)}, ValueError, "differentiable in the model"),
@@ -468,7 +633,7 @@ def test_bad_arguments():
     ]  # fmt: skip
     for change, error, message in cases:
         kwargs = {"model": model, **ok, **change}
-        extra = {k: kwargs.pop(k) for k in ("resume", "checkpoint") if k in kwargs}
+        extra = {k: kwargs.pop(k) for k in ("resume", "checkpoint", "overwrite") if k in kwargs}
         with pytest.raises(error, match=message):
             train(kwargs.pop("model"), **kwargs, rng=0, **extra)
     frozen = nn.Linear(2, 2).requires_grad_(False)
