@@ -166,3 +166,42 @@ def test_an_executor_that_refuses_work_ends_the_fit(data):
 def test_timeout_is_validated(data, timeout, error, match):
     with pytest.raises(error, match=match):
         rk.fit(gauss, data, timeout=timeout, **KWARGS)
+
+
+class BreaksAt(concurrent.futures.Executor):
+    """A thread pool that breaks at submission ``k``, once the earlier tasks have finished,
+    as a process pool does when a worker dies: every later submission raises."""
+
+    def __init__(self, k):
+        self.pool = concurrent.futures.ThreadPoolExecutor(2)
+        self.k, self.futures = k, []
+
+    def submit(self, fn, /, *args, **kwargs):
+        if len(self.futures) >= self.k:
+            concurrent.futures.wait(self.futures)
+            raise concurrent.futures.process.BrokenProcessPool("a worker died")
+        self.futures.append(self.pool.submit(fn, *args, **kwargs))
+        return self.futures[-1]
+
+    def shutdown(self, wait=True, **kwargs):
+        self.pool.shutdown(wait)
+
+
+def test_a_bootstrap_stopped_by_the_executor_keeps_the_fit_and_finished_replicates(data):
+    kwargs = {**KWARGS, "method": "moments", "n_bootstrap": 4}
+    ref = rk.fit(gauss, data, **kwargs)
+    # The search submits two batches per evaluation; the pool breaks at replicate 2.
+    executor = BreaksAt(2 * ref.n_steps + 2)
+    with pytest.raises(ExecutorError, match="the executor refused task bootstrap 2") as info:
+        rk.fit(gauss, data, executor=executor, **kwargs)
+    executor.shutdown()
+    err = info.value
+    assert isinstance(err.__cause__, concurrent.futures.process.BrokenProcessPool)
+    assert err.unfinished == ("bootstrap 2", "bootstrap 3")
+    kept = err.result
+    # The point estimate is the serial one; replicates 0 and 1 finished and are kept.
+    np.testing.assert_array_equal(kept.theta, ref.theta)
+    np.testing.assert_array_equal(kept.history["loss"], ref.history["loss"])
+    assert kept.converged == ref.converged
+    np.testing.assert_array_equal(kept.bootstrap[:2], ref.bootstrap[:2])
+    assert np.isnan(kept.bootstrap[2:]).all() and kept.details["n_bootstrap_failed"] == 2
