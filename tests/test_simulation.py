@@ -14,12 +14,14 @@ import concurrent.futures
 import multiprocessing
 import os
 import threading
+import warnings
 
 import numpy as np
 import pytest
 
 import ratiokit as rk
 from ratiokit._simulation import format_theta, run_tasks
+from ratiokit.config import TrainConfig
 from ratiokit.fitting import ExecutorError
 from ratiokit.simulators import GaussianLocationScale
 
@@ -205,3 +207,22 @@ def test_a_bootstrap_stopped_by_the_executor_keeps_the_fit_and_finished_replicat
     assert kept.converged == ref.converged
     np.testing.assert_array_equal(kept.bootstrap[:2], ref.bootstrap[:2])
     assert np.isnan(kept.bootstrap[2:]).all() and kept.details["n_bootstrap_failed"] == 2
+
+
+def test_a_torch_fit_bootstrap_stopped_by_the_executor_keeps_finished_replicates(data):
+    # A differentiable fit trains in this process; only its replicates go to the executor,
+    # which breaks at the second one, after the first finished (alone: bit for bit).
+    kwargs = {"theta0": [0.0, 1.0], "n_bootstrap": 2, "rng": 4, "method": "mmd"}
+    kwargs["config"] = TrainConfig(max_steps=10, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # whether 10 steps converge is not tested
+        ref = rk.fit(GAUSS, data, **kwargs)
+    executor = BreaksAt(1)
+    with pytest.raises(ExecutorError, match="the executor refused task bootstrap 1") as info:
+        rk.fit(GAUSS, data, executor=executor, **kwargs)
+    executor.shutdown()
+    kept = info.value.result
+    assert kept.kind == "torch" and info.value.unfinished == ("bootstrap 1",)
+    np.testing.assert_array_equal(kept.theta, ref.theta)
+    np.testing.assert_array_equal(kept.bootstrap[0], ref.bootstrap[0])
+    assert np.isnan(kept.bootstrap[1:]).all()
