@@ -242,8 +242,8 @@ def run_search(
     ValueError
         If the simulator fails at ``theta0``, or at every point tried.
     ExecutorError
-        If the executor failed before any evaluation finished (after one did, the error is
-        the outcome's ``error``).
+        If the executor failed before any evaluation gave a finite loss (after one did, the
+        error is the outcome's ``error``).
     """
     crn_rng, critic_rng, search_rng = rng.spawn(3)
     engine = SimulationEngine(
