@@ -18,6 +18,10 @@ critic (MMD's bandwidth) fixes it once, from the data. Searches run on the uncon
 
 A bootstrap replicate resamples the data, draws new common random numbers and repeats the
 local search from the estimate; replicates are tasks of the executor.
+
+An :class:`~ratiokit._simulation.ExecutorError` (the executor broke, a task killed its
+workers, or none finished within ``timeout``) ends a search like an interrupt: the
+evaluations that finished, those of the failing round included, are kept in the outcome.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 import torch
 from scipy import optimize
 
-from ratiokit._simulation import SimulationEngine, run_tasks
+from ratiokit._simulation import ExecutorError, SimulationEngine, run_tasks
 from ratiokit._transforms import BoxTransform
 from ratiokit.methods import Discrepancy, get_method
 
@@ -74,6 +78,7 @@ class SearchOutcome:
     n_dropped: int = 0
     n_retries: int = 0
     interrupted: bool = False
+    error: ExecutorError | None = None
 
 
 class _Objective:
@@ -111,15 +116,25 @@ class _Objective:
             if key not in self._seen and key not in keys:
                 keys.add(key)
                 new.append(theta)
-        for theta, sim in zip(new, self.engine.run(new) if new else [], strict=True):
-            loss = self._statistic(sim) if not isinstance(sim, str) else sim
-            if isinstance(loss, str):
-                self.failures.append((tuple(float(t) for t in theta), loss))
-                loss = math.inf
-            self._seen[theta.tobytes()] = float(loss)
-            self.thetas.append(theta)
-            self.losses.append(float(loss))
+        try:
+            sims = self.engine.run(new) if new else []
+        except ExecutorError as err:  # keep the evaluations that finished, then stop
+            for theta, sim in zip(new, err.outputs, strict=True):
+                if sim is not None:
+                    self._record(theta, sim)
+            raise
+        for theta, sim in zip(new, sims, strict=True):
+            self._record(theta, sim)
         return np.array([self._seen[t.tobytes()] for t in thetas])
+
+    def _record(self, theta: np.ndarray, sim: np.ndarray | str) -> None:
+        loss = self._statistic(sim) if not isinstance(sim, str) else sim
+        if isinstance(loss, str):
+            self.failures.append((tuple(float(t) for t in theta), loss))
+            loss = math.inf
+        self._seen[theta.tobytes()] = float(loss)
+        self.thetas.append(theta)
+        self.losses.append(float(loss))
 
     def _statistic(self, sim: np.ndarray) -> float | str:
         y = torch.as_tensor(sim, dtype=torch.float64)
@@ -218,6 +233,7 @@ def run_search(
     rng: np.random.Generator,
     executor: Any,
     max_retries: int,
+    timeout: float | None = None,
 ) -> SearchOutcome:
     """Minimise the objective from ``theta0`` (or globally); see the module notes.
 
@@ -225,6 +241,9 @@ def run_search(
     ------
     ValueError
         If the simulator fails at ``theta0``, or at every point tried.
+    ExecutorError
+        If the executor failed before any evaluation gave a finite loss (after one did, the
+        error is the outcome's ``error``).
     """
     crn_rng, critic_rng, search_rng = rng.spawn(3)
     engine = SimulationEngine(
@@ -236,11 +255,13 @@ def run_search(
         executor,
         max_retries,
         spec.nan_policy,
+        timeout,
     )
     data_t = torch.as_tensor(data, dtype=torch.float64)
     obj = _Objective(spec, data_t, engine, critic_rng.bit_generator.seed_seq)
     transform = spec.transform
     interrupted = False
+    error = None
     result = None
     try:
         if spec.search == "global":
@@ -258,9 +279,13 @@ def run_search(
             result = search(obj, u0, spec.max_evaluations - 1)
     except KeyboardInterrupt:
         interrupted = True
+    except ExecutorError as err:
+        error = err
     losses = np.asarray(obj.losses)
     if interrupted and not np.isfinite(losses).any():
         raise KeyboardInterrupt
+    if error is not None and not np.isfinite(losses).any():
+        raise error
     if not np.isfinite(losses).any():
         raise ValueError(
             f"the simulator or method failed at every one of the {losses.size} parameter "
@@ -274,7 +299,10 @@ def run_search(
     else:
         theta, loss = obj.thetas[best], float(losses[best])
     converged = bool(result is not None and result.success and not interrupted)
-    message = "interrupted" if interrupted else str(result.message)
+    if error is not None:
+        message = f"stopped by the executor: {type(error.__cause__ or error).__name__}"
+    else:
+        message = "interrupted" if interrupted else str(result.message)
     return SearchOutcome(
         theta=theta,
         loss=loss,
@@ -287,6 +315,7 @@ def run_search(
         n_dropped=engine.n_dropped,
         n_retries=engine.n_retries,
         interrupted=interrupted,
+        error=error,
     )
 
 
@@ -318,12 +347,28 @@ def bootstrap(
     rng: np.random.Generator,
     executor: Any,
     max_retries: int,
-) -> tuple[np.ndarray, int, int]:
-    """``(replicates (B, k), n_simulations, n_retries)``; failed replicates are NaN rows."""
+    timeout: float | None = None,
+) -> tuple[np.ndarray, int, int, ExecutorError | None]:
+    """``(replicates (B, k), n_simulations, n_retries, error)``; failed replicates are NaN rows.
+
+    ``error`` is the :class:`~ratiokit._simulation.ExecutorError` that stopped the replicates
+    (those that did not finish are NaN rows), else None.
+    """
     seeds = [g.bit_generator.seed_seq for g in rng.spawn(n_bootstrap)]
     tasks = [(spec, data, theta_hat, seed) for seed in seeds]
-    results, retries = run_tasks(
-        executor, _replicate, tasks, max_retries=max_retries, describe=lambda i: f"bootstrap {i}"
-    )
+    error = None
+    try:
+        results, retries = run_tasks(
+            executor,
+            _replicate,
+            tasks,
+            max_retries=max_retries,
+            describe=lambda i: f"bootstrap {i}",
+            timeout=timeout,
+        )
+    except ExecutorError as err:
+        error, retries = err, err.n_retries
+        missing = (np.full(theta_hat.shape, np.nan), False, 0)
+        results = [missing if r is None else r for r in err.outputs]
     replicates = np.vstack([r[0] for r in results])
-    return replicates, sum(r[2] for r in results), retries
+    return replicates, sum(r[2] for r in results), retries, error

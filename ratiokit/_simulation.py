@@ -9,22 +9,33 @@ order, so every path gives the same numbers bit for bit.
 
 Two kinds of failure are kept apart. A simulator that raises, or returns NaN or a wrong
 shape, fails *at that theta*: the failure is captured inside the task and reported with
-theta (a search treats theta as infeasible). A task that fails in the executor (a worker
-died, a cancelled future) says nothing about theta: it is resubmitted up to
+theta (a search treats theta as infeasible). A task that fails in the executor (a lost
+connection, a cancelled future) says nothing about theta: it is resubmitted up to
 ``max_retries`` times, and finished batches are kept, never recomputed.
+
+Some executor failures cannot be retried, and end the work with an :class:`ExecutorError`
+that names the unfinished tasks and keeps the finished ones: a broken executor (a
+process-pool worker died: every pending task fails and no task can be submitted), a dask
+task that killed its workers (``KilledWorker``: dask already ran it on
+``distributed.scheduler.allowed-failures`` + 1 workers, and a resubmission would kill more),
+and a wait longer than ``timeout`` for the next task to finish (a cluster that lost every
+worker leaves its tasks queued forever). Tasks are collected as they finish, so one that
+never ends cannot hide the others.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 __all__ = [
     "NAN_POLICIES",
+    "ExecutorError",
     "SimulationEngine",
     "TaskError",
     "check_executor",
@@ -42,6 +53,37 @@ class TaskError:
     """A simulator's exception, captured inside a task (picklable, so it crosses processes)."""
 
     message: str
+
+
+class ExecutorError(RuntimeError):
+    """Executor tasks that cannot finish; what finished before is kept.
+
+    Raised when a task fails in the executor more than ``max_retries`` times, when the
+    executor cannot run it again (a broken process pool, a dask ``KilledWorker``), or when
+    no task finishes within ``timeout`` seconds. It is chained from the executor's exception.
+
+    Attributes
+    ----------
+    unfinished : tuple of str
+        The tasks that did not finish, e.g. ``"simulate(theta=[0.6, 1], batch 0)"``.
+    outputs : list
+        Every task's output in order, None for the unfinished ones (per theta, from
+        :meth:`SimulationEngine.run`).
+    n_retries : int
+        Tasks resubmitted before the failure.
+    result : FitResult or None
+        Set by :func:`ratiokit.fit`: the fit up to the failure, or None if no evaluation
+        finished.
+    """
+
+    def __init__(
+        self, message: str, *, unfinished: tuple[str, ...], outputs: list[Any], n_retries: int
+    ) -> None:
+        super().__init__(message)
+        self.unfinished = unfinished
+        self.outputs = outputs
+        self.n_retries = n_retries
+        self.result: Any = None
 
 
 def simulate_batch(simulator: Callable[..., Any], theta: np.ndarray, n: int, seed: Any) -> Any:
@@ -86,6 +128,20 @@ def _submit(executor: Any, fn: Callable[..., Any], args: tuple) -> Any:
     return executor.submit(fn, *args)
 
 
+def _unretriable(err: BaseException) -> bool:
+    """Whether an executor failure cannot be fixed by resubmitting the task."""
+    if isinstance(err, concurrent.futures.BrokenExecutor):  # e.g. a process-pool worker died
+        return True
+    # A dask task that killed `allowed-failures` + 1 workers: dask already retried it.
+    kind = type(err)
+    return kind.__name__ == "KilledWorker" and kind.__module__.split(".")[0] == "distributed"
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()).rstrip(".")
+    return f"{type(err).__name__}: {text}"
+
+
 def run_tasks(
     executor: Any,
     fn: Callable[..., Any],
@@ -93,44 +149,83 @@ def run_tasks(
     *,
     max_retries: int,
     describe: Callable[[int], str],
+    timeout: float | None = None,
 ) -> tuple[list[Any], int]:
     """``([fn(*t) for t in tasks], n_retries)``, in order, here or through ``executor``.
 
-    Tasks whose future raises are resubmitted (at most ``max_retries`` times each);
-    results already returned are kept.
+    Results are collected as tasks finish. A task whose future raises is resubmitted (at
+    most ``max_retries`` times); results already returned are kept.
 
     Raises
     ------
-    RuntimeError
-        When a task still fails after ``max_retries`` resubmissions (the message names it
-        with ``describe(index)``); the other pending tasks are cancelled.
+    ExecutorError
+        When a task still fails after ``max_retries`` resubmissions, the executor cannot
+        run it again (see the module notes), or no task finishes within ``timeout`` seconds
+        (None: no limit). The message names the unfinished tasks with ``describe(index)``;
+        they are cancelled, and the error keeps the finished results.
     """
     if executor is None:
         return [fn(*task) for task in tasks], 0
-    futures = [_submit(executor, fn, task) for task in tasks]
     results: list[Any] = [None] * len(tasks)
-    attempts = [1] * len(tasks)
-    pending = list(range(len(tasks)))
+    done = [False] * len(tasks)
+    attempts = [0] * len(tasks)
+    running: dict[Any, int] = {}  # future -> task index
+    finished: queue.SimpleQueue = queue.SimpleQueue()
     n_retries = 0
-    while pending:
-        failed = []
-        for i in pending:
-            try:
-                results[i] = futures[i].result()
-            except Exception as err:  # noqa: BLE001 - executor failures: worker lost, cancelled
-                if attempts[i] > max_retries:
-                    for j in pending:
-                        futures[j].cancel()
-                    raise RuntimeError(
-                        f"task {describe(i)} failed {attempts[i]} times in the executor "
-                        f"(`max_retries`={max_retries}); last error: {type(err).__name__}: {err}"
-                    ) from err
-                failed.append(i)
-        for i in failed:
-            futures[i] = _submit(executor, fn, tasks[i])
-            attempts[i] += 1
+
+    def stop(why: str, cause: BaseException | None) -> NoReturn:
+        for future, i in running.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                results[i], done[i] = future.result(), True  # finished while another was read
+            else:
+                future.cancel()
+        names = [describe(i) for i in range(len(tasks)) if not done[i]]
+        listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise ExecutorError(
+            f"{why}; unfinished: {listed}.",
+            unfinished=tuple(names),
+            outputs=results,
+            n_retries=n_retries,
+        ) from cause
+
+    def submit(i: int) -> None:
+        try:
+            future = _submit(executor, fn, tasks[i])
+        except Exception as err:  # noqa: BLE001 - a broken or shut-down executor refuses work
+            stop(f"the executor refused task {describe(i)}: {_one_line(err)}", err)
+        attempts[i] += 1
+        running[future] = i
+        future.add_done_callback(finished.put)
+
+    for i in range(len(tasks)):
+        submit(i)
+    while running:
+        try:
+            future = finished.get(timeout=timeout)
+        except queue.Empty:
+            stop(
+                f"no executor task finished within `timeout`={timeout:g} s; raise `timeout` "
+                "if a task takes longer, or check that the executor still has workers",
+                None,
+            )
+        i = running.pop(future)
+        try:
+            results[i], done[i] = future.result(), True
+        except Exception as err:  # noqa: BLE001 - executor failures: worker lost, cancelled
+            if _unretriable(err):
+                stop(
+                    f"task {describe(i)} failed in the executor and cannot be resubmitted: "
+                    f"{_one_line(err)}",
+                    err,
+                )
+            if attempts[i] > max_retries:
+                stop(
+                    f"task {describe(i)} failed {attempts[i]} times in the executor "
+                    f"(`max_retries`={max_retries}); last error: {_one_line(err)}",
+                    err,
+                )
+            submit(i)
             n_retries += 1
-        pending = failed
     return results, n_retries
 
 
@@ -182,6 +277,8 @@ class SimulationEngine:
     max_retries : int
         Resubmissions of a task that fails in the executor.
     nan_policy : {"fail", "drop"}
+    timeout : float or None, default=None
+        Longest wait, in seconds, for the next executor task to finish.
 
     Attributes
     ----------
@@ -203,6 +300,7 @@ class SimulationEngine:
         executor: Any,
         max_retries: int,
         nan_policy: str,
+        timeout: float | None = None,
     ) -> None:
         self.simulator = simulator
         n_batches = -(-n_sim // sim_batch_size)
@@ -214,12 +312,20 @@ class SimulationEngine:
         self.executor = executor
         self.max_retries = max_retries
         self.nan_policy = nan_policy
+        self.timeout = timeout
         self.n_simulations = 0
         self.n_dropped = 0
         self.n_retries = 0
 
     def run(self, thetas: Sequence[np.ndarray]) -> list[np.ndarray | str]:
-        """Simulate at every ``theta``: an array (n_sim', d) each, or a failure message."""
+        """Simulate at every ``theta``: an array (n_sim', d) each, or a failure message.
+
+        Raises
+        ------
+        ExecutorError
+            From :func:`run_tasks`, with ``outputs`` per theta (None where a batch did not
+            finish), counted like a normal return.
+        """
         nb = len(self.sizes)
         tasks = [
             (self.simulator, np.asarray(theta, dtype=np.float64), self.sizes[b], self.seeds[b])
@@ -230,12 +336,30 @@ class SimulationEngine:
         def describe(i: int) -> str:
             return f"simulate(theta={format_theta(tasks[i][1])}, batch {i % nb})"
 
-        outputs, retries = run_tasks(
-            self.executor, simulate_batch, tasks, max_retries=self.max_retries, describe=describe
-        )
+        try:
+            outputs, retries = run_tasks(
+                self.executor,
+                simulate_batch,
+                tasks,
+                max_retries=self.max_retries,
+                describe=describe,
+                timeout=self.timeout,
+            )
+        except ExecutorError as err:
+            self.n_retries += err.n_retries
+            err.outputs = self._collect(thetas, err.outputs)
+            raise
         self.n_retries += retries
-        results: list[np.ndarray | str] = []
+        return self._collect(thetas, outputs)
+
+    def _collect(self, thetas: Sequence[np.ndarray], outputs: list[Any]) -> list[Any]:
+        """Per theta: its batches joined, a failure message, or None if a batch is missing."""
+        nb = len(self.sizes)
+        results: list[np.ndarray | str | None] = []
         for t in range(len(thetas)):
+            if any(out is None for out in outputs[t * nb : (t + 1) * nb]):
+                results.append(None)
+                continue
             parts, dropped, why = [], 0, None
             for b in range(nb):
                 arr, why, n_bad = check_output(

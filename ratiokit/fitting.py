@@ -41,6 +41,7 @@ from ratiokit._rng import check_rng, torch_generator
 from ratiokit._search import SEARCHES, SearchSpec, bootstrap, run_search
 from ratiokit._simulation import (
     NAN_POLICIES,
+    ExecutorError,
     check_executor,
     check_output,
     format_theta,
@@ -54,7 +55,7 @@ from ratiokit.methods import Discrepancy, get_method
 from ratiokit.results import FitResult
 from ratiokit.two_sample import _splits
 
-__all__ = ["KINDS", "fit", "simulate_at"]
+__all__ = ["KINDS", "ExecutorError", "fit", "simulate_at"]
 
 KINDS = ("auto", "module", "torch", "numpy")
 
@@ -191,6 +192,7 @@ def fit(
     sim_batch_size: int = 1000,
     nan_policy: str = "fail",
     max_retries: int = 2,
+    timeout: float | None = 3600.0,
     confidence_level: float = 0.95,
     config: TrainConfig | None = None,
     latent_dim: int | None = None,
@@ -245,7 +247,14 @@ def fit(
         as infeasible); ``"drop"`` removes them instead (counted in ``details``), which
         biases the fit if NaNs depend on theta.
     max_retries : int, default=2
-        Resubmissions of an executor task that failed (not a simulator error).
+        Resubmissions of an executor task that failed (not a simulator error). A task that
+        a broken executor cannot run (a process pool whose worker died) or that dask gave
+        up on (``KilledWorker``: it killed ``allowed-failures`` + 1 workers) is not
+        resubmitted: the fit stops with an :class:`ExecutorError`.
+    timeout : float or None, default=3600.0
+        Longest wait, in seconds, for the next executor task (a simulation batch or a
+        bootstrap replicate) to finish before the fit stops with an :class:`ExecutorError`
+        (a cluster that lost its workers never finishes its tasks); None waits forever.
     confidence_level : float, default=0.95
     config : TrainConfig, default=None
         Settings of the training loop for kinds ``"module"`` and ``"torch"``.
@@ -266,8 +275,14 @@ def fit(
     Raises
     ------
     ValueError, TypeError
-        For invalid arguments (named), a simulator that fails at ``theta0`` or at every
-        parameter value tried (the message names theta), or executor tasks that keep failing.
+        For invalid arguments (named), or a simulator that fails at ``theta0`` or at every
+        parameter value tried (the message names theta).
+    ExecutorError
+        A :class:`RuntimeError` for executor tasks that cannot finish (see ``max_retries``
+        and ``timeout``), naming them (a simulation by its theta) and chained from the
+        executor's exception. Its ``result`` is the fit up to the failure (None if no
+        evaluation finished): a stopped search has ``converged=False`` and every finished
+        evaluation in its history; unfinished bootstrap replicates are NaN rows.
 
     Warns
     -----
@@ -295,6 +310,7 @@ def fit(
     retries = check_int(max_retries, "max_retries", minimum=0)
     level = _check_level(confidence_level)
     executor = check_executor(executor)
+    wait = None if timeout is None else check_positive(timeout, "timeout")
     fit_rng, boot_rng, critic_rng = check_rng(rng).spawn(3)
     details: dict[str, Any] = {
         "kind": p["kind"],
@@ -302,6 +318,7 @@ def fit(
     }
     failures: list[tuple[tuple[float, ...], str]] = []
     model = None
+    error = None  # an ExecutorError that stopped the fit
     if p["kind"] == "numpy":
         k = transform.low.size
         budget = 200 * k if p["search"] != "global" else 500 * k
@@ -323,8 +340,8 @@ def fit(
             xtol=check_positive(xtol, "xtol"),
         )
         data_np = x.detach().cpu().numpy().astype(np.float64)
-        out = run_search(spec, data_np, p["theta0"], fit_rng, executor, retries)
-        theta, loss, converged = out.theta, out.loss, out.converged
+        out = run_search(spec, data_np, p["theta0"], fit_rng, executor, retries, wait)
+        theta, loss, converged, error = out.theta, out.loss, out.converged, out.error
         history = {"loss": out.losses, "theta": out.thetas}
         n_steps, n_simulations, failures = out.losses.size, out.n_simulations, out.failures
         details.update(
@@ -337,9 +354,9 @@ def fit(
             nan_policy=spec.nan_policy,
         )
         replicates = None
-        if n_boot:
-            replicates, n_boot_sims, n_boot_retries = bootstrap(
-                spec, data_np, theta, n_boot, boot_rng, executor, retries
+        if n_boot and error is None:
+            replicates, n_boot_sims, n_boot_retries, error = bootstrap(
+                spec, data_np, theta, n_boot, boot_rng, executor, retries, wait
             )
             n_simulations += n_boot_sims
             details["n_retries"] += n_boot_retries
@@ -378,13 +395,18 @@ def fit(
             seeds = [g.bit_generator.seed_seq for g in boot_rng.spawn(n_boot)]
             data_np = x.detach().cpu().numpy()
             tasks = [(simulator, data_np, estimator, cfg, theta, transform, s) for s in seeds]
-            thetas, _ = run_tasks(
-                executor,
-                torch_replicate,
-                tasks,
-                max_retries=retries,
-                describe=lambda i: f"bootstrap {i}",
-            )
+            try:
+                thetas, _ = run_tasks(
+                    executor,
+                    torch_replicate,
+                    tasks,
+                    max_retries=retries,
+                    describe=lambda i: f"bootstrap {i}",
+                    timeout=wait,
+                )
+            except ExecutorError as err:
+                error = err
+                thetas = [np.full(theta.shape, np.nan) if t is None else t for t in err.outputs]
             replicates = np.vstack(thetas)
     if theta is not None:
         details["theta0"] = p["theta0"].tolist()
@@ -395,8 +417,9 @@ def fit(
         if ok.sum() >= 2:
             alpha = 1.0 - level
             interval = np.quantile(replicates[ok], [alpha / 2, 1 - alpha / 2], axis=0).T
-    _warn(failures, converged, details, p["kind"])
-    return FitResult(
+    if error is None:
+        _warn(failures, converged, details, p["kind"])
+    result = FitResult(
         theta=None if theta is None else np.asarray(theta, dtype=np.float64),
         param_names=p["names"],
         loss=float(loss),
@@ -416,6 +439,11 @@ def fit(
         simulator=simulator,
         model=model,
     )
+    if error is not None:
+        error.result = result
+        error.args = (f"{error} The fit up to this failure is this error's `result`.",)
+        raise error
+    return result
 
 
 def _warn(failures: list, converged: bool, details: dict[str, Any], kind: str) -> None:

@@ -1,4 +1,8 @@
-"""rk.fit through a dask.distributed LocalCluster: the serial result, even when a worker dies."""
+"""rk.fit through a dask.distributed LocalCluster: the serial result, even when a worker dies.
+
+A task that kills every worker it runs on, or a cluster without workers, ends the fit in
+bounded time with an ExecutorError that keeps what finished (see tests/test_simulation.py).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,12 @@ import numpy as np
 import pytest
 
 import ratiokit as rk
+from ratiokit.fitting import ExecutorError
 from ratiokit.simulators import GaussianLocationScale
+from tests import test_simulation as faults
 
 distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
 
 GAUSS = GaussianLocationScale(theta_true=(1.0, 2.0))
 
@@ -92,3 +99,39 @@ def test_dask_bootstrap_and_executor_interface_match_serial(tmp_path, client):
         np.testing.assert_array_equal(other.theta, serial.theta)
         np.testing.assert_array_equal(other.bootstrap, serial.bootstrap)
         np.testing.assert_array_equal(other.confidence_interval, serial.confidence_interval)
+
+
+def test_dask_task_that_kills_its_workers_ends_the_fit_keeping_what_finished():
+    # Workers die on every task with theta[0] > 0.5. dask runs such a task on
+    # `allowed-failures` + 1 workers, then fails it with KilledWorker; on main, rk.fit
+    # resubmitted it into a cluster that had lost its workers and blocked forever. With
+    # allowed-failures = 0 dask gives up after the first death (its default, 3, takes four
+    # worker restarts to reach the same KilledWorker). `timeout` only bounds a broken run.
+    data = GAUSS.sample(300, rng=7)
+    serial = faults.serial_reference(data)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=50,  # logging.CRITICAL: the killed worker is expected
+        )
+    with distributed.Client(cluster) as client:
+        with pytest.raises(ExecutorError, match="KilledWorker") as info:
+            rk.fit(faults.exit_above, data, executor=client, timeout=120, **faults.KWARGS)
+    cluster.close()
+    assert isinstance(info.value.__cause__, distributed.KilledWorker)
+    faults.assert_kept_the_serial_prefix(info.value, serial)
+
+
+def test_dask_cluster_without_workers_ends_the_fit_after_timeout():
+    # Tasks queued on a cluster with no worker wait forever (dask's no-workers-timeout is
+    # None by default): the state a LocalCluster reaches when its restarted workers take
+    # longer than `lost-worker-timeout` to come back. `timeout` bounds the wait.
+    data = GAUSS.sample(300, rng=7)
+    cluster = distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0")
+    with distributed.Client(cluster) as client:
+        with pytest.raises(ExecutorError, match=r"no executor task finished within `timeout`=1 s"):
+            rk.fit(faults.gauss, data, executor=client, timeout=1, **faults.KWARGS)
+    cluster.close()
