@@ -234,8 +234,16 @@ MISSING_CUDA = f"cuda:{torch.cuda.device_count()}"
             np.vstack([X_P, X_Q]), np.r_[np.ones(40, int), np.zeros(40, int)]
         ),
         lambda dev: rk.two_sample_test(X_P, X_Q, method="mmd", device=dev),
+        lambda dev: rk.benchmark(["mmd"], ["gaussian_shift"], sizes=[10], seeds=1, device=dev),
     ],
-    ids=["discrepancy", "divergence", "estimate_ratio", "RatioEstimator.fit", "two_sample_test"],
+    ids=[
+        "discrepancy",
+        "divergence",
+        "estimate_ratio",
+        "RatioEstimator.fit",
+        "two_sample_test",
+        "benchmark",
+    ],
 )
 def test_unavailable_device_is_refused_before_any_work(call, monkeypatch):
     fits = []  # any critic fit is work started before the check
