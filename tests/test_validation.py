@@ -178,6 +178,13 @@ def test_masked_entries_are_refused_and_a_bare_mask_is_data(door):
         call(X_P, masked, rng=0)
 
 
+def test_estimate_ratio_keeps_the_column_names_as_a_fit_on_a_data_frame_does():
+    # scikit-learn then checks them at log_ratio (for the frames it recognises).
+    est = rk.estimate_ratio(Frame(X_P, ["a", "b"]), Frame(X_Q, ["a", "b"]), rng=0)
+    assert est.feature_names_in_.tolist() == ["a", "b"]
+    assert not hasattr(rk.estimate_ratio(X_P, X_Q, rng=0), "feature_names_in_")
+
+
 def test_ratio_estimator_refuses_masked_entries_in_fit_and_log_ratio():
     X = np.ma.masked_array(np.vstack([X_P, X_Q]), mask=False)
     y = np.r_[np.ones(40, int), np.zeros(40, int)]
