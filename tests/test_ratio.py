@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -18,6 +19,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 
 import ratiokit as rk
 from ratiokit.methods import METHODS, Discrepancy
+from ratiokit.ratio import DEFAULT_METHODS
 from ratiokit.synthetic import GaussianShift, ScaleChange
 
 
@@ -263,3 +265,32 @@ def test_pe_by_name_with_fdiv_plugs_in_its_log_ratio():
     assert repr(rk.FDivergence.for_divergence("pe")) == repr(rk.FDivergence())
     res = rk.divergence(P_SAMPLE, Q_SAMPLE, kind="pe", method="fdiv", rng=0)
     assert res.method == "fdiv" and math.isfinite(res.value)
+
+
+# --- defaults: the most accurate method per kind ---------------------------------------------
+
+TABLE = Path(__file__).resolve().parents[1] / "benchmarks/results/divergence_defaults.md"
+
+
+def test_default_methods_are_the_most_accurate_in_the_committed_benchmark():
+    # The table's own verdict line, computed from its rows by benchmarks/divergence_defaults.py.
+    verdict = TABLE.read_text().split("Most accurate method per kind", 1)[1]
+    best = dict(re.findall(r"(\w+): `(\w+)`", verdict))
+    assert best == DEFAULT_METHODS and set(best) == set(rk.ratio.KINDS)
+    # ... and that verdict is the minimum of the table's mean errors, re-read here.
+    rows = [line.split(" | ") for line in TABLE.read_text().splitlines() if line.count("±") == 1]
+    for kind in best:
+        errors = {r[1]: float(r[-2].split(" ± ")[0]) for r in rows if r[0] == f"| {kind}"}
+        assert min(errors, key=errors.get) == best[kind]
+
+
+def test_default_kl_on_a_unit_gaussian_shift_is_the_variational_bound():
+    # KL = |mu|^2 / 2 = 0.5. Over the benchmark's 20 seeds the default ("fdiv") is off by
+    # 8.4% on average on this pair (sd 5.7%, the worst 18.5%); its tail is heavier than
+    # that sd says (29% on this test's data), so the bound is 35%: the test pins which
+    # method runs by default and that its estimate is in range, the table above its accuracy.
+    gen = np.random.default_rng(7)
+    x_p, x_q = SHIFT.sample_p(1000, rng=gen), SHIFT.sample_q(1000, rng=gen)
+    res = rk.divergence(x_p, x_q, rng=0)
+    assert res.method == "fdiv" and res.kind == "kl"
+    assert res.value == pytest.approx(0.5, rel=0.35)
