@@ -192,13 +192,13 @@ def check_device(device: Any, name: str = "device") -> torch.device | None:
         return None
     if isinstance(device, bool) or not isinstance(device, str | numbers.Integral | torch.device):
         raise TypeError(
-            f"`{name}` must be None or a device such as 'cpu' or 'cuda'; got {device!r}."
+            f"`{name}` must be a torch device such as 'cpu' or 'cuda'; got {device!r}."
         )
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(
-            f"`{name}` must be None or a device such as 'cpu' or 'cuda'; got {device!r}."
+            f"`{name}` must be a torch device such as 'cpu' or 'cuda'; got {device!r}."
         ) from err
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0

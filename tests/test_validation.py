@@ -265,10 +265,10 @@ def test_unavailable_device_is_refused_before_any_work(call, monkeypatch):
 def test_check_device_names_bad_devices():
     assert check_device(None) is None
     assert check_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match=r"`device` must be None or a device such as 'cpu' or "
+    with pytest.raises(ValueError, match=r"`device` must be a torch device such as 'cpu' or "
                        r"'cuda'; got 'gpu'"):  # fmt: skip
         check_device("gpu")
-    with pytest.raises(TypeError, match=r"`device` must be None or a device .*; got 1.5"):
+    with pytest.raises(TypeError, match=r"`device` must be a torch device .*; got 1.5"):
         check_device(1.5)
     if not torch.backends.mps.is_available():
         with pytest.raises(ValueError, match=r"got 'mps', but torch.backends.mps"):
