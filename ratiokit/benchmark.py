@@ -21,7 +21,7 @@ import torch
 from ratiokit._benchmark_cell import Cell, method_class, run_cell
 from ratiokit._rng import RngLike, check_rng
 from ratiokit._simulation import check_executor, run_tasks
-from ratiokit._validation import check_choice, check_int
+from ratiokit._validation import check_choice, check_device, check_int
 from ratiokit.methods import METHODS, Discrepancy
 from ratiokit.results import BenchmarkResult
 from ratiokit.synthetic import DIVERGENCES, PROBLEMS, SyntheticPair, make_problem
@@ -286,7 +286,7 @@ def benchmark(
     ------
     ValueError
         For an unknown method, problem or metric (the message lists the valid ones), repeated
-        labels, an ``n`` below 4, or invalid settings.
+        labels, an ``n`` below 4, invalid settings, or an unavailable ``device``.
     TypeError
         For a method or problem of the wrong type, or an invalid ``executor`` or ``rng``.
     RuntimeError
@@ -312,7 +312,7 @@ def benchmark(
     executor = check_executor(executor)
     gen = check_rng(rng)
     if device is not None:
-        device = str(torch.device(device))
+        device = str(check_device(device))
     columns, exact = _plan_columns(metric_list, method_map, problem_map)
     # One stream per (problem, n, seed) by nested spawns, so appending a problem, a size, a
     # seed or a method to the grid leaves the other cells' values unchanged.

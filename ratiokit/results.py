@@ -96,11 +96,15 @@ class DivergenceResult(_CompactRepr):
     method : str
         Registry name of the estimating method.
     standard_error : float or None
-        Bootstrap standard error when asked for, else None.
+        Bootstrap standard error when asked for and at least 2 replicates are finite, else
+        None (never NaN).
     bootstrap : ndarray or None
-        The bootstrap replicates behind ``standard_error``.
+        The finite bootstrap replicates behind ``standard_error``.
     details : dict
         Method-specific values.
+    n_nonfinite_bootstrap : int
+        Bootstrap replicates left out of ``bootstrap`` because they were NaN or infinite
+        (``divergence`` warns when there are any).
     """
 
     value: float
@@ -109,6 +113,7 @@ class DivergenceResult(_CompactRepr):
     standard_error: float | None = None
     bootstrap: np.ndarray | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    n_nonfinite_bootstrap: int = 0
 
 
 #: Fewest effective terms (``(sum v)^2 / sum v^2``) for a balancing mean to be judged.

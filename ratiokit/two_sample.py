@@ -42,7 +42,13 @@ from ratiokit._permutation import (
     vmap_statistics,
 )
 from ratiokit._rng import check_rng, fork_torch_rng
-from ratiokit._validation import as_sample_pair, check_choice, check_int, check_positive
+from ratiokit._validation import (
+    as_sample_pair,
+    check_choice,
+    check_device,
+    check_int,
+    check_positive,
+)
 from ratiokit.kernels import (
     DEFAULT_TILE,
     Kernel,
@@ -109,13 +115,7 @@ def _two_sample_test_iv(
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"`progress` must be None, True or False; got {progress!r}.")
     gen = check_rng(rng)
-    if device is not None:
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(
-                f"`device` must be a torch device such as 'cpu' or 'cuda'; got {device!r}."
-            ) from err
+    device = check_device(device)
     a, b = as_sample_pair(x, y, ("x", "y"), min_samples=estimator.min_samples, device=device)
     n, m = a.shape[0], b.shape[0]
     if _splits(estimator) and min(n, m) < 2 * estimator.min_samples:

@@ -7,6 +7,8 @@ are checked against closed forms independently of any estimator's error.
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -17,6 +19,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 
 import ratiokit as rk
 from ratiokit.methods import METHODS, Discrepancy
+from ratiokit.ratio import DEFAULT_METHODS
 from ratiokit.synthetic import GaussianShift, ScaleChange
 
 
@@ -143,3 +146,151 @@ def test_fit_rejects_bad_labels_and_difference_methods():
         rk.RatioEstimator("oracle").fit(X, np.r_[np.ones(5), 2 * np.ones(5)])
     with pytest.raises(ValueError, match="`method` must be a ratio method"):
         rk.RatioEstimator("mmd").fit(X, np.r_[np.ones(5), np.zeros(5)])
+
+
+# --- no silent NaN: estimates, fitted log ratios and standard errors ------------------------
+
+
+class Broken(Oracle):
+    """The exact log ratio, made NaN (or +inf) at the first ``n_bad`` rows of any sample."""
+
+    name: ClassVar[str] = "oracle"
+
+    def __init__(self, bad: float = math.nan, n_bad: int = 3) -> None:
+        super().__init__()
+        self.bad, self.n_bad = bad, n_bad
+
+    def log_ratio(self, x):
+        out = super().log_ratio(x).clone()
+        out[: self.n_bad] = self.bad
+        return out
+
+
+SHIFT = GaussianShift(dim=2, shift=1.0)
+P_SAMPLE, Q_SAMPLE = SHIFT.sample_p(50, rng=10), SHIFT.sample_q(60, rng=11)
+
+
+def test_nan_log_ratio_on_the_training_data_is_an_error_naming_it():
+    match = r"log ratio fitted by 'oracle' on the training sample `x_p` is NaN at 3 of 50 rows"
+    with pytest.raises(FloatingPointError, match=match):
+        rk.divergence(P_SAMPLE, Q_SAMPLE, kind="kl", method=Broken())
+    with pytest.raises(FloatingPointError, match=match):
+        rk.estimate_ratio(P_SAMPLE, Q_SAMPLE, method=Broken())
+    with pytest.raises(FloatingPointError, match=match):
+        X, y = np.vstack([P_SAMPLE, Q_SAMPLE]), np.r_[np.ones(50, int), np.zeros(60, int)]
+        rk.RatioEstimator(Broken()).fit(X, y)
+
+
+def test_infinite_log_ratio_warns_at_the_users_call():
+    sample = r"log ratio fitted by 'oracle' on the training sample `{}` is infinite at 3 of {} "
+    with pytest.warns(UserWarning) as record:
+        rk.estimate_ratio(P_SAMPLE, Q_SAMPLE, method=Broken(math.inf))
+    messages = [str(w.message) for w in record]
+    assert re.search(sample.format("x_p", 50), messages[0])
+    assert re.search(sample.format("x_q", 60), messages[1])
+    assert {w.filename for w in record} == {__file__}  # stacklevel: this file, not ratiokit's
+    # KL(Q||P) = -E_q[log r] is then -inf: the estimate warns too, naming the kind.
+    with pytest.warns(UserWarning) as record:
+        res = rk.divergence(P_SAMPLE, Q_SAMPLE, kind="rkl", method=Broken(math.inf))
+    assert res.value == -math.inf and {w.filename for w in record} == {__file__}
+    assert "the 'oracle' estimate of 'rkl' is infinite" in str(record[-1].message)
+
+
+class Constant(Oracle):
+    """A discrepancy whose estimate is ``value`` whatever the samples."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x_p, x_q):
+        return torch.tensor(self.value)
+
+
+def test_nan_or_infinite_discrepancy_is_never_returned_silently():
+    with pytest.raises(FloatingPointError, match=r"the 'oracle' estimate of D\(P, Q\) is NaN"):
+        rk.discrepancy(P_SAMPLE, Q_SAMPLE, method=Constant(math.nan))
+    with pytest.warns(UserWarning, match=r"the 'oracle' estimate of D\(P, Q\) is infinite"):
+        assert rk.discrepancy(P_SAMPLE, Q_SAMPLE, method=Constant(math.inf)) == math.inf
+
+
+def _moments_replicates(x_p, x_q, n_bootstrap, rng):
+    """Brute-force reference: each bootstrap refit of the moments KL, as `divergence` draws them.
+
+    The resamples follow the documented scheme (stream k + 1 of ``rng.spawn(B + 1)`` draws
+    the row indices of P's, then Q's resample); each is refitted from scratch.
+    """
+    out = []
+    for stream in np.random.default_rng(rng).spawn(n_bootstrap + 1)[1:]:
+        ia, ib = stream.integers(0, len(x_p), len(x_p)), stream.integers(0, len(x_q), len(x_q))
+        a, b = torch.as_tensor(x_p[ia]), torch.as_tensor(x_q[ib])
+        out.append(rk.MomentMatching().fit_critic(a, b).dual_value_)
+    return np.asarray(out)
+
+
+def test_infinite_bootstrap_replicates_are_counted_and_left_out():
+    # 30 points in 2-D with 5 mean and covariance statistics: a resample repeats points and
+    # its P moments often fall outside the hull of its Q statistics, where no exponential
+    # tilt matches and the moments KL is +inf (6 of these 10 resamples; main gave SE = NaN).
+    gen = np.random.default_rng(1)
+    x_p, x_q = SHIFT.sample_p(30, rng=gen), SHIFT.sample_q(30, rng=gen)
+    reference = _moments_replicates(x_p, x_q, 10, rng=0)
+    n_inf = int(np.isinf(reference).sum())
+    assert 2 <= n_inf <= 8  # the case at issue: some, not all, replicates infinite
+    with pytest.warns(UserWarning, match=rf"{n_inf} of 10 bootstrap replicates .* not finite"):
+        res = rk.divergence(x_p, x_q, kind="kl", method="moments", n_bootstrap=10, rng=0)
+    assert res.n_nonfinite_bootstrap == n_inf
+    np.testing.assert_allclose(res.bootstrap, reference[np.isfinite(reference)], rtol=1e-12)
+    assert res.standard_error == pytest.approx(np.std(reference[np.isfinite(reference)], ddof=1))
+
+
+def test_fewer_than_two_finite_replicates_give_no_standard_error():
+    # 100 points in 5-D (20 statistics): 9 of these 10 resamples have no matching tilt.
+    gen = np.random.default_rng(1)
+    pair = GaussianShift(dim=5, shift=1.0)
+    x_p, x_q = pair.sample_p(100, rng=gen), pair.sample_q(100, rng=gen)
+    n_finite = int(np.isfinite(_moments_replicates(x_p, x_q, 10, rng=0)).sum())
+    assert n_finite < 2
+    with pytest.warns(UserWarning) as record:
+        res = rk.divergence(x_p, x_q, kind="kl", method="moments", n_bootstrap=10, rng=0)
+    assert f"{10 - n_finite} of 10 bootstrap replicates" in str(record[0].message)
+    assert "`standard_error` is None: it needs at least 2 finite" in str(record[1].message)
+    assert res.standard_error is None and res.n_nonfinite_bootstrap == 10 - n_finite
+    assert math.isfinite(res.value)
+
+
+def test_pe_by_name_with_fdiv_plugs_in_its_log_ratio():
+    # No f estimates PE itself: "fdiv" by name fits the default f (KL), whose log ratio the
+    # plug-in uses, exactly as the instance does (main raised StopIteration).
+    assert repr(rk.FDivergence.for_divergence("pe")) == repr(rk.FDivergence())
+    res = rk.divergence(P_SAMPLE, Q_SAMPLE, kind="pe", method="fdiv", rng=0)
+    assert res.method == "fdiv" and math.isfinite(res.value)
+
+
+# --- defaults: the most accurate method per kind ---------------------------------------------
+
+TABLE = Path(__file__).resolve().parents[1] / "benchmarks/results/divergence_defaults.md"
+
+
+def test_default_methods_are_the_most_accurate_in_the_committed_benchmark():
+    # The table's own verdict line, computed from its rows by benchmarks/divergence_defaults.py.
+    verdict = TABLE.read_text().split("Most accurate method per kind", 1)[1]
+    best = dict(re.findall(r"(\w+): `(\w+)`", verdict))
+    assert best == DEFAULT_METHODS and set(best) == set(rk.ratio.KINDS)
+    # ... and that verdict is the minimum of the table's mean errors, re-read here.
+    rows = [line.split(" | ") for line in TABLE.read_text().splitlines() if line.count("±") == 1]
+    for kind in best:
+        errors = {r[1]: float(r[-2].split(" ± ")[0]) for r in rows if r[0] == f"| {kind}"}
+        assert min(errors, key=errors.get) == best[kind]
+
+
+def test_default_kl_on_a_unit_gaussian_shift_is_the_variational_bound():
+    # KL = |mu|^2 / 2 = 0.5. Over the benchmark's 20 seeds the default ("fdiv") is off by
+    # 8.4% on average on this pair (sd 5.7%, the worst 18.5%); its tail is heavier than
+    # that sd says (29% on this test's data), so the bound is 35%: the test pins which
+    # method runs by default and that its estimate is in range, the table above its accuracy.
+    gen = np.random.default_rng(7)
+    x_p, x_q = SHIFT.sample_p(1000, rng=gen), SHIFT.sample_q(1000, rng=gen)
+    res = rk.divergence(x_p, x_q, rng=0)
+    assert res.method == "fdiv" and res.kind == "kl"
+    assert res.value == pytest.approx(0.5, rel=0.35)

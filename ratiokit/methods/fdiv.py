@@ -310,10 +310,14 @@ class FDivergence(Discrepancy):
 
     @classmethod
     def for_divergence(cls, kind: str) -> FDivergence:
-        """The f-divergence estimator of ``kind`` (``f = kind`` where it is one of the f)."""
+        """The f-divergence estimator of ``kind`` (``f = kind`` where it is one of the f).
+
+        A kind no ``f`` estimates (``"pe"``) gets the default ``f``, whose log ratio
+        :func:`ratiokit.divergence` plugs in.
+        """
         if kind in GENERATORS:
             return cls(f=kind)
-        return cls(f=next(f for f, gen in GENERATORS.items() if gen.kind == kind))
+        return cls(f=next((f for f, gen in GENERATORS.items() if gen.kind == kind), "kl"))
 
     def fit_critic(self, x_p: Any, x_q: Any, *, rng: Any = None) -> FDivergence:
         """Train the critic to maximise the bound on ``x_p`` ~ P, ``x_q`` ~ Q.
