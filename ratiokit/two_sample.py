@@ -631,18 +631,24 @@ def _warn_few_permutations(n_kernels: int, labels: LabelMatrix) -> None:
     """Warn when MMDAgg's relabellings are too few for its kernels (see :class:`MMDAgg`)."""
     n_cols = labels.matrix.shape[1]
     needed = AGG_COLUMNS_PER_KERNEL * n_kernels
-    if n_cols < needed:
-        # stacklevel 5: this function, _permutation_statistics, _statistics, two_sample_test,
-        # the user's call.
-        warnings.warn(
-            f"MMDAgg over {n_kernels} kernels had {n_cols} relabellings (observed included); "
-            f"with fewer than {needed} (= 2 x {n_kernels} kernels / 0.05) its p-value can "
-            "stay above 0.025 however strong the evidence, and the test loses most of its "
-            f"power at the 5% level: increase `n_permutations` to at least {needed - 1}, or "
-            "aggregate fewer kernels.",
-            UserWarning,
-            stacklevel=5,
-        )
+    if n_cols >= needed:
+        return
+    kernels = f"{n_kernels} kernel{'s' if n_kernels > 1 else ''}"
+    remedy = (
+        f"the samples have only {n_cols} distinct relabellings: aggregate fewer kernels"
+        if labels.exact
+        else f"increase `n_permutations` to at least {needed - 1}, or aggregate fewer kernels"
+    )
+    # stacklevel 5: this function, _permutation_statistics, _statistics, two_sample_test,
+    # the user's call.
+    warnings.warn(
+        f"MMDAgg over {kernels} had {n_cols} relabellings (observed included); with fewer "
+        f"than {needed} (= 2 x {kernels} / 0.05) its p-value can stay above 0.025 however "
+        f"strong the evidence, and the test can lose most of its power at the 5% level: "
+        f"{remedy}.",
+        UserWarning,
+        stacklevel=5,
+    )
 
 
 class MMDAgg(Discrepancy):

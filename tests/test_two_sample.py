@@ -372,6 +372,7 @@ def test_random_p_value_approaches_the_exact_one():
     assert abs(rand.pvalue - p) < 4 * math.sqrt(p * (1 - p) / b) + 1 / b
 
 
+@pytest.mark.filterwarnings("ignore:MMDAgg over:UserWarning")  # few relabellings on purpose
 def test_wild_bootstrap_enumerates_the_swaps():
     x, y = normal(5, 1, 18), normal(5, 1, 19, shift=0.7)
     method = MMDAgg(kernels="gaussian", bandwidths=[0.9], null="wild")
@@ -523,6 +524,7 @@ def test_user_method_is_not_modified():
     assert mmd.kernel_ is None
 
 
+@pytest.mark.filterwarnings("ignore:MMDAgg over:UserWarning")  # few relabellings on purpose
 @pytest.mark.parametrize(
     "method",
     [
@@ -666,6 +668,7 @@ def test_learned_statistics_equal_a_direct_computation():
 # --- MMDAgg, selection, random features, deep kernels ----------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:MMDAgg over:UserWarning")  # few relabellings on purpose
 def test_mmdagg_equals_brute_force_min_p_aggregation():
     x, y = normal(4, 1, 50), normal(4, 1, 51, shift=1.2)
     method = MMDAgg(kernels=("gaussian", "laplace"), bandwidths=[0.3, 1.0, 3.0])
@@ -787,6 +790,7 @@ def test_deep_kernel_trains_and_tests_on_held_out_data():
         assert float(fitted(a, b)) == pytest.approx(expected, rel=RTOL)
 
 
+@pytest.mark.filterwarnings("ignore:MMDAgg over:UserWarning")  # few relabellings on purpose
 def test_test_only_methods_are_reachable_by_name():
     x, y = normal(30, 2, 63), normal(30, 2, 64)
     for name in ("mmdagg", "mmd_opt", "mmd_rff"):
@@ -997,12 +1001,16 @@ def test_mmdagg_warns_below_the_relabellings_its_kernels_need():
     # need 120 columns: B = 118 warns, B = 119 does not.
     x, y = normal(20, 1, 1), normal(20, 1, 2)
     method = MMDAgg(kernels="gaussian", bandwidths=[0.5, 1.0, 2.0])
-    with pytest.warns(UserWarning, match=r"over 3 kernels had 119 .* at least 119") as record:
+    with pytest.warns(UserWarning, match=r"over 3 kernels had 119 .* at least 119,") as record:
         two_sample_test(x, y, method=method, n_permutations=118, rng=0)
     assert record[0].filename == __file__  # points at the user's call
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         two_sample_test(x, y, method=method, n_permutations=119, rng=0)
+    # Exact enumeration: C(6, 3) = 20 < 40 columns for one kernel, whatever B.
+    one = MMDAgg(kernels="gaussian", bandwidths=[1.0])
+    with pytest.warns(UserWarning, match=r"over 1 kernel had 20 .* only 20 distinct relab"):
+        two_sample_test(x[:3], y[:3], method=one, n_permutations=999, rng=0)
 
 
 def test_rng_none_is_fresh_entropy_and_an_int_is_bit_identical():
