@@ -208,7 +208,8 @@ def median_bandwidth(
     ------
     ValueError
         If all points coincide (constant data): there is no scale to take; pass a fixed
-        ``bandwidth`` instead.
+        ``bandwidth`` instead. If the median is outside the range of :class:`Kernel`
+        bandwidths (data at a scale beyond about 1e-154 to 1e153).
 
     Examples
     --------
@@ -230,7 +231,14 @@ def median_bandwidth(
             "`bandwidth`='median' is undefined for constant data (all pairwise distances are "
             "0); pass a fixed positive `bandwidth`."
         )
-    return float(dist.median()) * scale
+    median = float(dist.median()) * scale
+    if not MIN_BANDWIDTH <= median <= MAX_BANDWIDTH:
+        raise ValueError(
+            f"`bandwidth`='median' must resolve to a value between {MIN_BANDWIDTH:.2g} and "
+            f"{MAX_BANDWIDTH:.2g} (its square must be a finite normal float); got {median!r}, "
+            "the median distance of the data: rescale the data."
+        )
+    return median
 
 
 def select_backend(backend: str, n: int, m: int, device: torch.device) -> str:

@@ -394,7 +394,9 @@ def test_test_command_at_an_extreme_scale(tmp_path, capsys):
         assert cli.main(["test", str(a), str(b), "--permutations", "9", *extra]) == 1
         out, err = capsys.readouterr()
         assert out == "" and err.count("\n") == 1
-        assert err.startswith("ratiokit: error: `bandwidth` must be between")
+        assert err.startswith(
+            "ratiokit: error: `bandwidth`='median' must resolve to a value between"
+        )
     # The energy distance has no bandwidth: it is computed on rescaled data, in the data's
     # units, with the p-value of unit-scale data.
     argv = ["test", str(a), str(b), "--method", "energy", "--permutations", "49", "--seed", "1"]

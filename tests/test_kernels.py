@@ -184,14 +184,17 @@ def test_bandwidth_whose_square_is_not_a_normal_float_is_refused(bandwidth):
         assert torch.isfinite(Kernel("gaussian", h)(d2)).all()
 
 
-@pytest.mark.parametrize("scale", [1e-155, 1e-20, 3.0, 1e150])
+@pytest.mark.parametrize("scale", [1e-150, 1e-20, 3.0, 1e150])
 def test_median_bandwidth_scales_with_the_data(scale):
-    # The median distance of a x is a times that of x. Before, the distances of the raw data
-    # underflowed at 1e-155 (squares below 1e-308: "constant data") and overflowed near 1e160.
+    # The median distance of a x is a times that of x. Before, squared distances of the raw
+    # data lost digits below about 1e-154 (subnormal squares) and the median was inf at 1e160;
+    # now it is exact down to 2^-510 and a clear error beyond the kernels' range.
     x = torch.tensor(np.random.default_rng(0).normal(size=(30, 2)))
     assert median_bandwidth(x * scale) == pytest.approx(median_bandwidth(x) * scale, rel=1e-14)
     # A power of two changes only exponents: bit-identical.
     assert median_bandwidth(x * 2.0**-510) == median_bandwidth(x) * 2.0**-510
+    with pytest.raises(ValueError, match=r"^`bandwidth`='median' must resolve to a value betw"):
+        median_bandwidth(x * 1e160)
 
 
 def test_power_of_two_scale_is_the_power_of_two_nearest_the_rms():
