@@ -588,9 +588,12 @@ def _bandwidth_grid(x: torch.Tensor, y: torch.Tensor, count: int, rng: Any) -> t
             "`bandwidths`='auto' is undefined for constant data (all pairwise distances are "
             "0); pass a sequence of positive `bandwidths`."
         )
-    lo, hi = torch.quantile(dist, torch.tensor([0.01, 0.95], dtype=dist.dtype, device=z.device))
-    grid = np.geomspace(float(lo) / 2.0, 2.0 * float(hi), count) if count > 1 else [dist.median()]
-    return tuple(float(h) * data_scale for h in grid)
+    quantiles = torch.tensor([0.01, 0.95], dtype=dist.dtype, device=z.device)
+    # Back in the data's units before the (logarithmic) grid, so it is the grid of the data.
+    lo, hi = (float(q) * data_scale for q in torch.quantile(dist, quantiles))
+    if count == 1:
+        return (float(dist.median()) * data_scale,)
+    return tuple(float(h) for h in np.geomspace(lo / 2.0, 2.0 * hi, count))
 
 
 def _power_ratio(a: torch.Tensor, b: torch.Tensor, reg: float) -> torch.Tensor:
