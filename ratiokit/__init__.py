@@ -6,6 +6,7 @@ difference to zero. Never imports pykeops or matplotlib at import time.
 """
 
 from ratiokit import simulators
+from ratiokit._permutation import NonFiniteStatisticError
 from ratiokit.benchmark import benchmark
 from ratiokit.fitting import fit
 from ratiokit.kernels import Kernel
@@ -40,6 +41,7 @@ __all__ = [
     "KernelMeanMatching",
     "MomentMatching",
     "NeuralBregman",
+    "NonFiniteStatisticError",
     "RatioDiagnostics",
     "RatioEstimator",
     "TwoSampleTestResult",

@@ -41,8 +41,12 @@ from ratiokit.kernels import (
 )
 
 __all__ = [
+    "MAX_LABEL_BYTES",
     "LabelMatrix",
+    "NonFiniteStatisticError",
     "QuadraticForms",
+    "check_finite_statistics",
+    "check_label_memory",
     "dense_forms",
     "dense_products",
     "draw_labels",
@@ -70,6 +74,9 @@ _LOG_FLOOR = 700.0
 #: Random labellings are drawn in chunks of this many columns (a constant, so the draws never
 #: depend on a batch size).
 _DRAW_CHUNK = 64
+#: The boolean label matrix, (n + m) x (B + 1) bytes, may hold at most this many bytes (4 GiB):
+#: :func:`check_label_memory` refuses larger requests before anything is allocated.
+MAX_LABEL_BYTES = 4 * 2**30
 #: A tile's product with a block of columns holds at most this many bytes.
 _BATCH_BYTES = 64 * 2**20
 #: :func:`dense_forms` converts the whole label matrix to float64 once up to this size
@@ -116,6 +123,37 @@ class LabelMatrix:
 def n_labellings(n: int, m: int, scheme: str) -> int:
     """Number of distinct labellings: ``C(n + m, n)`` permutations or ``2^n`` pair swaps."""
     return math.comb(n + m, n) if scheme == "permutation" else 2**n
+
+
+def check_label_memory(n: int, m: int, n_resamples: int, scheme: str) -> None:
+    """Refuse, before allocating, a label matrix larger than :data:`MAX_LABEL_BYTES`.
+
+    :func:`draw_labels` holds ``min(B, C) + 1`` columns (C distinct labellings, all of them
+    when ``C <= B``) of ``n + m`` booleans, one byte each.
+
+    Raises
+    ------
+    ValueError
+        If ``(n + m) (min(B, C) + 1)`` bytes exceed :data:`MAX_LABEL_BYTES`.
+
+    Examples
+    --------
+    >>> check_label_memory(100, 100, 10**8, "permutation")
+    Traceback (most recent call last):
+    ...
+    ValueError: `n_permutations` must be at most 21474835 for n + m = 200 rows (the \
+labellings are an (n + m) x (n_permutations + 1) boolean matrix, limited to 4 GiB); got \
+100000000.
+    """
+    big_n = n + m
+    columns = min(n_resamples, n_labellings(n, m, scheme)) + 1
+    if big_n * columns > MAX_LABEL_BYTES:
+        largest = MAX_LABEL_BYTES // big_n - 1
+        raise ValueError(
+            f"`n_permutations` must be at most {largest} for n + m = {big_n} rows (the "
+            "labellings are an (n + m) x (n_permutations + 1) boolean matrix, limited to "
+            f"{MAX_LABEL_BYTES / 2**30:.0f} GiB); got {n_resamples}."
+        )
 
 
 def draw_labels(
@@ -594,8 +632,44 @@ def vmap_statistics(
 # ---------------------------------------------------------------------------------------------
 
 
+class NonFiniteStatisticError(ValueError):
+    """A two-sample statistic was NaN or infinite, so it has no p-value.
+
+    A subclass of ValueError: like invalid input, it means the data or the settings (data at an
+    extreme scale, a bandwidth far from the data's scale, a custom ``forward`` that returns NaN
+    or inf) must change before the test can answer.
+    """
+
+
+def check_finite_statistics(
+    observed: float, null: np.ndarray, *, exact: bool, name: str = "statistic"
+) -> None:
+    """Raise :class:`NonFiniteStatisticError` if the observed or a permuted statistic is not
+    finite, saying which, how many and the likely causes; ``name`` names the statistic."""
+    bad = int(np.count_nonzero(~np.isfinite(null)))
+    if exact and not math.isfinite(observed):  # the observed one is among the null columns
+        bad -= 1
+    what = []
+    if not math.isfinite(observed):
+        what.append(f"the observed {name} is {observed!r}")
+    if bad:
+        what.append(f"{bad} of {null.size - int(exact)} permuted {name}s are NaN or inf")
+    if what:
+        raise NonFiniteStatisticError(
+            f"{' and '.join(what)}, so there is no p-value. Likely causes: data at an extreme "
+            "scale (overflow or underflow; rescale the data), a bandwidth far from the data's "
+            "scale, or a custom `forward` that returns NaN or inf."
+        )
+
+
 def pvalue(
-    observed: float, null: np.ndarray, alternative: str, *, exact: bool, scale: float
+    observed: float,
+    null: np.ndarray,
+    alternative: str,
+    *,
+    exact: bool,
+    scale: float,
+    name: str = "statistic",
 ) -> float:
     """Permutation p-value of ``observed`` against ``null``, never 0.
 
@@ -605,12 +679,28 @@ def pvalue(
     equal in exact arithmetic tie. ``"two-sided"`` doubles the smaller one-sided p-value
     (capped at 1), as :func:`scipy.stats.permutation_test` does.
 
+    A NaN or infinite statistic has no p-value (a comparison with NaN is always false, which
+    would count it as more extreme than every relabelling): it raises instead.
+
+    Raises
+    ------
+    NonFiniteStatisticError
+        If ``observed`` or an entry of ``null`` is NaN or infinite; the message says which
+        (``name`` names the statistic) and suggests causes.
+
     Examples
     --------
     >>> import numpy as np
     >>> pvalue(2.0, np.array([1.0, 2.0, 3.0]), "greater", exact=False, scale=1.0)  # (1 + 2) / 4
     0.75
+    >>> pvalue(float("nan"), np.array([1.0, 2.0]), "greater", exact=False, scale=1.0)
+    Traceback (most recent call last):
+    ...
+    ratiokit._permutation.NonFiniteStatisticError: the observed statistic is nan, so there is \
+no p-value. Likely causes: data at an extreme scale (overflow or underflow; rescale the data), a \
+bandwidth far from the data's scale, or a custom `forward` that returns NaN or inf.
     """
+    check_finite_statistics(observed, null, exact=exact, name=name)
     tol = TIE_RTOL * max(abs(observed), scale)
     counts = {
         "greater": np.count_nonzero(null >= observed - tol),

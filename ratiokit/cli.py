@@ -575,7 +575,9 @@ def _cmd_test(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "details": res.details,
         }
-        print(json.dumps(record))
+        # Strict JSON: the statistic and p-value are finite (a NaN statistic raises), and a
+        # non-finite value anywhere else is an error rather than a bare NaN token.
+        print(json.dumps(record, allow_nan=False))
         return 0
     kind = "exact: all relabellings" if res.details.get("exact") else "random relabellings"
     print(f"two-sample test of H0: P = Q, method {res.method!r}")
@@ -770,15 +772,21 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 1 when a command fails on a user error (a one-line message on
-        stderr), 130 on Ctrl-C. Invalid arguments exit with status 2 through
-        :class:`SystemExit`, as argparse does.
+        0 on success, 1 when a command fails on a user error or runs out of memory (a
+        one-line message on stderr, no traceback), 130 on Ctrl-C. Invalid arguments exit with
+        status 2 through :class:`SystemExit`, as argparse does.
     """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except (ValueError, TypeError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(
+            f"{PROG}: error: out of memory; use smaller samples or fewer permutations",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

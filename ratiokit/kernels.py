@@ -22,6 +22,8 @@ O(tile) too); the KeOps backend reduces a ``LazyTensor`` and never forms the mat
 from __future__ import annotations
 
 import contextlib
+import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -42,6 +44,7 @@ __all__ = [
     "kernel_pointwise",
     "kernel_sum",
     "median_bandwidth",
+    "power_of_two_scale",
     "select_backend",
 ]
 
@@ -60,6 +63,10 @@ EXACT_MAX_FEATURES = 64
 #: runs 1.5-4x faster than dense tiles (benchmarks/kernels_scaling.py), while below it the
 #: dense path takes under a second and saves KeOps' one-off compilation of each formula.
 KEOPS_CPU_MIN_PAIRS = 1e8
+#: Bandwidths lie where ``h^2`` and ``1 / h^2`` are finite normal floats, with a factor 2 to
+#: spare (about 1.5e-154 to 6.7e153): the kernels divide squared distances by ``h^2``.
+MIN_BANDWIDTH = math.sqrt(sys.float_info.min)
+MAX_BANDWIDTH = math.sqrt(sys.float_info.max) / 2.0
 
 
 def _sqrt(d2: Any) -> Any:
@@ -104,6 +111,13 @@ class Kernel:
             if len(values) == 0:
                 raise ValueError("`bandwidth` must hold at least one value; got an empty list.")
             values = tuple(check_positive(v, "bandwidth") for v in values)
+            for h in values:
+                if not MIN_BANDWIDTH <= h <= MAX_BANDWIDTH:
+                    raise ValueError(
+                        f"`bandwidth` must be between {MIN_BANDWIDTH:.2g} and "
+                        f"{MAX_BANDWIDTH:.2g} (its square must be a finite normal float); got "
+                        f"{h!r}. Rescale the data and the bandwidth together."
+                    )
             object.__setattr__(self, "bandwidth", values)
 
     @property
@@ -152,6 +166,28 @@ class Kernel:
         return 0.0 if self.name == "energy" else float(len(self.bandwidths))
 
 
+def power_of_two_scale(z: torch.Tensor) -> float:
+    """The power of two nearest the root mean square of ``z``'s entries (1.0 if all are 0).
+
+    Dividing data by it is exact in floating point (only the exponents change), so
+    computations on ``z / c`` differ from those on ``z`` by the factor alone, while squared
+    distances of ``z / c`` neither overflow nor underflow whatever the units of ``z``. Data
+    with an RMS between about 0.71 and 1.41 get ``c = 1``. The RMS is taken as
+    ``M sqrt(mean((z / M)^2))`` with ``M = max |z|``, which cannot overflow.
+
+    Examples
+    --------
+    >>> import torch
+    >>> power_of_two_scale(torch.tensor([3e-20, -3e-20], dtype=torch.float64)) == 2.0**-65
+    True
+    """
+    top = float(z.detach().abs().max()) if z.numel() else 0.0
+    if top == 0.0 or not math.isfinite(top):
+        return 1.0
+    rms = top * math.sqrt(float((z.detach().to(torch.float64) / top).square().mean()))
+    return math.ldexp(1.0, round(math.log2(rms)))
+
+
 def median_bandwidth(
     x: torch.Tensor,
     y: torch.Tensor | None = None,
@@ -162,14 +198,18 @@ def median_bandwidth(
     """Median heuristic: the median of the positive pairwise distances of the pooled sample.
 
     Above ``max_samples`` pooled points a random subsample of that size is used, so memory
-    stays O(max_samples^2) whatever n is. Zero distances (ties, discrete data) are left out so
-    the bandwidth is never 0.
+    stays O(max_samples^2) whatever n is; ``rng=None`` draws it from fresh entropy (SPEC 7),
+    an int or Generator reproducibly. Zero distances (ties, discrete data) are left out so
+    the bandwidth is never 0. The distances are taken on the centred sample divided by
+    :func:`power_of_two_scale`, and multiplied back: exact in floating point, and free of
+    overflow and underflow at any scale.
 
     Raises
     ------
     ValueError
         If all points coincide (constant data): there is no scale to take; pass a fixed
-        ``bandwidth`` instead.
+        ``bandwidth`` instead. If the median is outside the range of :class:`Kernel`
+        bandwidths (data at a scale beyond about 1e-154 to 1e153).
 
     Examples
     --------
@@ -179,17 +219,26 @@ def median_bandwidth(
     """
     z = x.detach() if y is None else torch.cat([x.detach(), y.detach().to(x.dtype)])
     if z.shape[0] > max_samples:
-        idx = check_rng(0 if rng is None else rng).choice(z.shape[0], max_samples, replace=False)
+        idx = check_rng(rng).choice(z.shape[0], max_samples, replace=False)
         z = z[torch.as_tensor(np.sort(idx), device=z.device)]
     z = z.to(torch.float64)
-    dist = torch.pdist(z - z.mean(0))
+    z = z - z.mean(0)
+    scale = power_of_two_scale(z)
+    dist = torch.pdist(z / scale)
     dist = dist[dist > 0]
     if dist.numel() == 0:
         raise ValueError(
             "`bandwidth`='median' is undefined for constant data (all pairwise distances are "
             "0); pass a fixed positive `bandwidth`."
         )
-    return float(dist.median())
+    median = float(dist.median()) * scale
+    if not MIN_BANDWIDTH <= median <= MAX_BANDWIDTH:
+        raise ValueError(
+            f"`bandwidth`='median' must resolve to a value between {MIN_BANDWIDTH:.2g} and "
+            f"{MAX_BANDWIDTH:.2g} (its square must be a finite normal float); got {median!r}, "
+            "the median distance of the data: rescale the data."
+        )
+    return median
 
 
 def select_backend(backend: str, n: int, m: int, device: torch.device) -> str:

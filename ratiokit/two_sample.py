@@ -18,6 +18,7 @@ below) as kernel quadratic forms over tiles of the pooled Gram matrix, everythin
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -29,6 +30,7 @@ from torch import nn
 
 from ratiokit._permutation import (
     LabelMatrix,
+    check_label_memory,
     dense_forms,
     dense_products,
     draw_labels,
@@ -54,6 +56,7 @@ from ratiokit.kernels import (
     Kernel,
     _sqdist,
     kernel_pointwise,
+    power_of_two_scale,
     select_backend,
 )
 from ratiokit.methods import METHODS, Discrepancy, get_method
@@ -74,6 +77,9 @@ ALTERNATIVES = ("greater", "less", "two-sided")
 BANDWIDTH_KERNELS = ("gaussian", "laplace", "imq", "rq")
 #: Pairwise distances behind the automatic bandwidth grids come from at most this many points.
 _GRID_SAMPLES = 1000
+#: MMDAgg warns when its C = B + 1 relabellings number fewer than this many per kernel: then
+#: its p-value cannot fall below half of a 5% level (see :class:`MMDAgg`, ``2 K / 0.05``).
+AGG_COLUMNS_PER_KERNEL = 40
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,9 @@ def _two_sample_test_iv(
             "`x` and `y` must have the same number of samples for `null`='wild' (the wild "
             f"bootstrap swaps the pairs (x_i, y_i)); got {n} and {m}."
         )
+    if _splits(estimator):  # the test runs on the held-out min(n, m) // 2 points of each
+        n = m = min(n, m) // 2
+    check_label_memory(n, m, n_perm, _scheme(estimator))
     return estimator.to(a.device), a, b, n_perm, alt, gen
 
 
@@ -192,8 +201,9 @@ def two_sample_test(
         the smaller one-sided p-value, capped at 1.
     rng : None, int, SeedSequence or Generator, default=None
         Seed of the relabellings, the split of a learned critic, its training and data-
-        dependent choices (a subsample for the median bandwidth). An int gives identical
-        results on every run.
+        dependent choices (a subsample for the median bandwidth). None draws from fresh
+        entropy (SPEC 7), and every inner step receives a Generator spawned from it; an int
+        gives identical results on every run.
     device : str or torch.device, default=None
         Where to compute; default: where the inputs are (the CPU for NumPy input).
     progress : bool or None, default=None
@@ -211,7 +221,23 @@ def two_sample_test(
     ------
     ValueError, TypeError
         For invalid samples (NaN or inf, wrong shape, too few rows, mismatched features,
-        non-numeric data), an unknown method, or invalid settings.
+        non-numeric data), an unknown method, or invalid settings (``n_permutations`` whose
+        label matrix, ``(n + m) (B + 1)`` bytes, would exceed 4 GiB; a bandwidth whose
+        square, relative to the data's spread, is not a finite normal float).
+    NonFiniteStatisticError
+        A ValueError: the observed statistic or some permuted ones are NaN or infinite (a
+        custom ``forward`` that returns them, say), which have no p-value.
+
+    Notes
+    -----
+    Scale: kernel statistics are computed on the pooled sample centred and divided by the
+    power of two nearest its RMS (bandwidths divided alike), and Hotelling's T^2 on
+    statistics of the pooled sample so standardised: exact in floating point, so results at
+    ordinary scales are unchanged, and the p-values of MMD^2 with the median bandwidth, the
+    energy distance and Hotelling's T^2, which do not depend on the data's location and units
+    in exact arithmetic, stay the same from scale 1e-150 to 1e150. ``statistic`` keeps the
+    data's units where it has them (the energy distance scales with the data; MMD^2 with a
+    bounded kernel and T^2 have none).
 
     References
     ----------
@@ -242,24 +268,37 @@ def two_sample_test(
     elif not hasattr(estimator, "hotelling_t2"):
         estimator.fit_critic(a, b, rng=fit_rng)
     n, m = a.shape[0], b.shape[0]
-    scheme = "swap" if getattr(estimator, "null", "permutation") == "wild" else "permutation"
+    scheme = _scheme(estimator)
     labels = draw_labels(n, m, n_perm, label_rng, scheme=scheme).to(a.device)
     result = _statistics(estimator, a, b, labels, progress)
     null = result.values[labels.null]
     observed = float(result.values[0])
+    name = getattr(estimator, "name", type(estimator).__name__)
     details.update(
         n_x=n, n_y=m, exact=labels.exact, null="wild bootstrap" if scheme == "swap" else scheme
     )
     details.update(result.details)
     return TwoSampleTestResult(
         statistic=observed,
-        pvalue=pvalue(observed, null, alt, exact=labels.exact, scale=result.scale),
+        pvalue=pvalue(
+            observed,
+            null,
+            alt,
+            exact=labels.exact,
+            scale=result.scale,
+            name=f"statistic of method {name!r}",
+        ),
         null_distribution=null,
-        method=getattr(estimator, "name", type(estimator).__name__),
+        method=name,
         alternative=alt,
         n_permutations=int(null.size),
         details=details,
     )
+
+
+def _scheme(estimator: Discrepancy) -> str:
+    """Relabelling scheme: pair swaps for a wild bootstrap, else permutations."""
+    return "swap" if getattr(estimator, "null", "permutation") == "wild" else "permutation"
 
 
 def _splits(estimator: Discrepancy) -> bool:
@@ -278,10 +317,38 @@ def _split(
     return (a[pa[held:]], b[pb[held:]]), (a[pa[:held]], b[pb[:held]])
 
 
-def _pooled64(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The pooled sample in float64, centred (kernels here are translation invariant)."""
+def _pooled64(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The pooled sample in float64, centred and divided by ``c`` from
+    :func:`~ratiokit.kernels.power_of_two_scale`, and ``c``.
+
+    Kernels here are translation invariant, and a bandwidth kernel on ``z / c`` with
+    bandwidths ``h / c`` (:func:`_unit_kernel`) has exactly the values of the original, so
+    the statistics are unchanged (``c`` is a power of two: the division is exact; ``c = 1``
+    for data of unit spread) while squared distances neither overflow nor underflow at any
+    scale of the data.
+    """
     z = torch.cat([a, b]).detach().to(torch.float64)
-    return z - z.mean(0)
+    z = z - z.mean(0)
+    scale = power_of_two_scale(z)
+    return z / scale, scale
+
+
+def _unit_kernel(kernel: Kernel, scale: float) -> Kernel:
+    """``kernel`` for data divided by ``scale``: bandwidths ``h / scale``.
+
+    The energy kernel ``-|x - y|`` has no bandwidth and is returned as is: its values on the
+    divided data, hence its statistics, are those of the original divided by ``scale``.
+    """
+    if kernel.name == "energy":
+        return kernel
+    try:
+        return Kernel(kernel.name, tuple(h / scale for h in kernel.bandwidths), kernel.alpha)
+    except ValueError as err:
+        raise ValueError(
+            f"`bandwidth` must be within a factor of about 1e150 of the data's spread "
+            f"({scale:.3g}), or the kernel is constant or zero between distinct points; got "
+            f"{_bandwidth_detail(kernel)!r}."
+        ) from err
 
 
 def _statistics(
@@ -329,8 +396,13 @@ def _mmd_statistics(
     labels: LabelMatrix,
     progress: bool | None,
 ) -> _Statistics:
+    """MMD^2 of every column on the pooled sample divided by a power of two (:func:`_pooled64`):
+    exactly the values on the original data; the energy distance's are multiplied back."""
     kernel = estimator.resolved_kernel(a, b)
-    z = _pooled64(a, b)
+    z, data_scale = _pooled64(a, b)
+    unit = _unit_kernel(kernel, data_scale)
+    # The energy kernel's values scale with the data: report them in the data's units.
+    units = data_scale if kernel.name == "energy" else 1.0
     n, m = a.shape[0], b.shape[0]
     details: dict[str, Any] = {
         "kernel": kernel.name,
@@ -338,19 +410,19 @@ def _mmd_statistics(
         "estimator": estimator.estimator,
     }
     if estimator.estimator == "linear":
-        values = linear_mmd2(kernel, z, labels, progress=progress)
-        scale = float(kernel_pointwise(kernel, z[:-1], z[1:]).abs().mean())
+        values = linear_mmd2(unit, z, labels, progress=progress) * units
+        scale = float(kernel_pointwise(unit, z[:-1], z[1:]).abs().mean()) * units
         return _Statistics(values.cpu().numpy(), scale, details)
     backend = _engine_backend(estimator.backend, n + m, z.device)
     details["backend"] = backend
     if backend == "keops":
-        forms = keops_forms(kernel, z, labels, progress=progress)
+        forms = keops_forms(unit, z, labels, progress=progress)
     else:
         forms = dense_forms(
-            z, kernel_tiles([kernel]), 1, labels, tile_size=estimator.tile_size, progress=progress
+            z, kernel_tiles([unit]), 1, labels, tile_size=estimator.tile_size, progress=progress
         )
-    values = forms.mmd2(n, m, estimator.estimator)[0]
-    return _Statistics(values.cpu().numpy(), float(forms.scale()[0]), details)
+    values = forms.mmd2(n, m, estimator.estimator)[0] * units
+    return _Statistics(values.cpu().numpy(), float(forms.scale()[0]) * units, details)
 
 
 def _bandwidth_detail(kernel: Kernel) -> float | list[float] | None:
@@ -420,15 +492,16 @@ def _hotelling_statistics(
 
     ``F = T^2 df2 / (df1 (df1 + df2 - 1))`` follows F(df1, df2) under H0 for Gaussian
     statistics with a common covariance (df1 = k statistics, df2 = n + m - k - 1). With the
-    method's ``features`` and ``ridge`` (:class:`~ratiokit.methods.moments.MomentMatching`)
-    every relabelling comes from one eigendecomposition (:func:`_batched_hotelling`);
-    otherwise ``hotelling_t2`` is called on each.
+    method's ``pooled_statistics`` and ``ridge``
+    (:class:`~ratiokit.methods.moments.MomentMatching`) every relabelling comes from one
+    eigendecomposition (:func:`_batched_hotelling`); otherwise ``hotelling_t2`` is called on
+    each.
     """
     t2, df1, df2 = estimator.hotelling_t2(a, b)
     z = torch.cat([a, b]).detach()
-    if hasattr(estimator, "features") and hasattr(estimator, "ridge"):
+    if hasattr(estimator, "pooled_statistics") and hasattr(estimator, "ridge"):
         with torch.no_grad():
-            s = estimator.features(z).to(torch.float64)
+            s = estimator.pooled_statistics(z).to(torch.float64)
         values = _batched_hotelling(s, float(estimator.ridge), labels)
     else:
         values = vmap_statistics(
@@ -498,22 +571,29 @@ def _bandwidth_grid(x: torch.Tensor, y: torch.Tensor, count: int, rng: Any) -> t
     to twice their 95% quantile (at most 1000 points, drawn with ``rng``).
 
     The range reaches well below the median heuristic, where differences at a small scale
-    (the shape of clusters, say) are visible, and above it, for broad changes.
+    (the shape of clusters, say) are visible, and above it, for broad changes. ``rng=None``
+    draws the subsample from fresh entropy. The distances are taken on the centred points
+    divided by a power of two (:func:`_pooled64`) and multiplied back, so no scale of the data
+    overflows or underflows.
     """
     z = torch.cat([x.detach(), y.detach().to(x.dtype)]).to(torch.float64)
     if z.shape[0] > _GRID_SAMPLES:
-        idx = check_rng(0 if rng is None else rng).choice(z.shape[0], _GRID_SAMPLES, replace=False)
+        idx = check_rng(rng).choice(z.shape[0], _GRID_SAMPLES, replace=False)
         z = z[torch.as_tensor(np.sort(idx), device=z.device)]
-    dist = torch.pdist(z - z.mean(0))
+    z, data_scale = _pooled64(z, z[:0])
+    dist = torch.pdist(z)
     dist = dist[dist > 0]
     if dist.numel() == 0:
         raise ValueError(
             "`bandwidths`='auto' is undefined for constant data (all pairwise distances are "
             "0); pass a sequence of positive `bandwidths`."
         )
-    lo, hi = torch.quantile(dist, torch.tensor([0.01, 0.95], dtype=dist.dtype, device=z.device))
-    grid = np.geomspace(float(lo) / 2.0, 2.0 * float(hi), count) if count > 1 else [dist.median()]
-    return tuple(float(h) for h in grid)
+    quantiles = torch.tensor([0.01, 0.95], dtype=dist.dtype, device=z.device)
+    # Back in the data's units before the (logarithmic) grid, so it is the grid of the data.
+    lo, hi = (float(q) * data_scale for q in torch.quantile(dist, quantiles))
+    if count == 1:
+        return (float(dist.median()) * data_scale,)
+    return tuple(float(h) for h in np.geomspace(lo / 2.0, 2.0 * hi, count))
 
 
 def _power_ratio(a: torch.Tensor, b: torch.Tensor, reg: float) -> torch.Tensor:
@@ -534,10 +614,11 @@ def _power_criterion(
 ) -> np.ndarray:
     """Power criterion of each kernel on (x, y), from one tiled pass over the pooled sample."""
     n, m = x.shape[0], y.shape[0]
-    z = _pooled64(x, y)
+    z, data_scale = _pooled64(x, y)
+    units = [_unit_kernel(k, data_scale) for k in kernels]
     groups = torch.zeros(n + m, 2, dtype=torch.float64, device=z.device)
     groups[:n, 0], groups[n:, 1] = 1.0, 1.0
-    rows = dense_products(z, kernel_tiles(kernels), len(kernels), groups, tile_size=tile_size)
+    rows = dense_products(z, kernel_tiles(units), len(units), groups, tile_size=tile_size)
     k0 = torch.tensor([k.at_zero() for k in kernels], dtype=torch.float64, device=z.device)
     a = (rows[:, :n, 0] - k0[:, None]) / (n - 1) - rows[:, :n, 1] / m
     b = (rows[:, n:, 1] - k0[:, None]) / (m - 1) - rows[:, n:, 0] / n
@@ -547,6 +628,30 @@ def _power_criterion(
 # ---------------------------------------------------------------------------------------------
 # test-specific MMD methods
 # ---------------------------------------------------------------------------------------------
+
+
+def _warn_few_permutations(n_kernels: int, labels: LabelMatrix) -> None:
+    """Warn when MMDAgg's relabellings are too few for its kernels (see :class:`MMDAgg`)."""
+    n_cols = labels.matrix.shape[1]
+    needed = AGG_COLUMNS_PER_KERNEL * n_kernels
+    if n_cols >= needed:
+        return
+    kernels = f"{n_kernels} kernel{'s' if n_kernels > 1 else ''}"
+    remedy = (
+        f"the samples have only {n_cols} distinct relabellings: aggregate fewer kernels"
+        if labels.exact
+        else f"increase `n_permutations` to at least {needed - 1}, or aggregate fewer kernels"
+    )
+    # stacklevel 5: this function, _permutation_statistics, _statistics, two_sample_test,
+    # the user's call.
+    warnings.warn(
+        f"MMDAgg over {kernels} had {n_cols} relabellings (observed included); with fewer "
+        f"than {needed} (= 2 x {kernels} / 0.05) its p-value can stay above 0.025 however "
+        f"strong the evidence, and the test can lose most of its power at the 5% level: "
+        f"{remedy}.",
+        UserWarning,
+        stacklevel=5,
+    )
 
 
 class MMDAgg(Discrepancy):
@@ -564,6 +669,17 @@ class MMDAgg(Discrepancy):
     test is exact at every level: no separate quantile and bisection samples are needed. The
     reported statistic is ``-log A`` (larger is stronger evidence). One pass over the pooled
     Gram tiles serves every kernel (the squared distances of a tile are shared).
+
+    **Number of relabellings.** Each ``p_l`` is a rank among the C = B + 1 columns (observed
+    included), so its smallest value is ``1 / C``, taken by the column where kernel l's
+    statistic is largest. When only some of the K kernels see the difference, the others'
+    largest statistics fall on up to K - 1 relabellings, whose ``A`` then ties with the
+    observed one at its smallest possible value ``K / C``: however strong the evidence, the
+    final p-value can be as large as ``K / C`` (one kernel sees it, the K - 1 others' maxima
+    fall on distinct relabellings). Keeping that floor at most half the level alpha,
+    ``K / C <= alpha / 2``, needs ``B + 1 >= 2 K / alpha``: at alpha = 0.05, 40 relabellings
+    per kernel (``B >= 799`` for the default 20 kernels). With fewer,
+    :func:`~ratiokit.two_sample.two_sample_test` warns.
 
     Parameters
     ----------
@@ -598,7 +714,7 @@ class MMDAgg(Discrepancy):
     >>> from ratiokit.two_sample import two_sample_test
     >>> gen = np.random.default_rng(0)
     >>> x, y = gen.normal(size=(60, 1)), gen.standard_t(3, size=(60, 1))
-    >>> res = two_sample_test(x, y, method=MMDAgg(null="wild"), n_permutations=199, rng=0)
+    >>> res = two_sample_test(x, y, method=MMDAgg(null="wild"), n_permutations=799, rng=0)
     >>> len(res.details["bandwidths"]), 0.0 < res.pvalue <= 1.0
     (20, True)
     """
@@ -632,26 +748,32 @@ class MMDAgg(Discrepancy):
         return tuple(Kernel(name, h) for name in self.kernels for h in bws)
 
     def fit_critic(self, x_p: torch.Tensor, x_q: torch.Tensor, *, rng: Any = None) -> MMDAgg:
-        """Resolve the bandwidth collection on the pooled sample (label-free)."""
+        """Resolve the bandwidth collection on the pooled sample (label-free).
+
+        ``rng`` draws the subsample of the automatic grid above 1000 pooled points: None from
+        fresh entropy (SPEC 7), an int reproducibly.
+        """
         self.collection_ = self._resolve(x_p, x_q, rng)
         return self
 
     def forward(self, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
         """Mean of the unbiased MMD^2 over the collection: MMD^2 of the averaged kernel."""
-        collection = self.collection_ or self._resolve(x_p, x_q, None)
+        # No rng in forward: a fixed subsample (seed 0) for the grid keeps it deterministic.
+        collection = self.collection_ or self._resolve(x_p, x_q, 0)
         total = sum(MMD(k.name, k.bandwidths)(x_p, x_q) for k in collection)
         return total / len(collection)
 
     def _permutation_statistics(
         self, z: torch.Tensor, labels: LabelMatrix, progress: bool | None
     ) -> _Statistics:
-        collection = self.collection_ or self._resolve(z[: labels.n], z[labels.n :], None)
+        collection = self.collection_ or self._resolve(z[: labels.n], z[labels.n :], 0)
         n = labels.n
         m = z.shape[0] - n
-        zc = z.to(torch.float64) - z.to(torch.float64).mean(0)
+        _warn_few_permutations(len(collection), labels)
+        zc, data_scale = _pooled64(z[:n], z[n:])
         forms = dense_forms(
             zc,
-            kernel_tiles(collection),
+            kernel_tiles([_unit_kernel(k, data_scale) for k in collection]),
             len(collection),
             labels,
             tile_size=self.tile_size,
@@ -764,7 +886,11 @@ class OptimizedMMD(MMD):
         self.criterion_: np.ndarray | None = None
 
     def fit_critic(self, x_p: torch.Tensor, x_q: torch.Tensor, *, rng: Any = None) -> OptimizedMMD:
-        """Select the bandwidth with the largest power criterion on (x_p, x_q)."""
+        """Select the bandwidth with the largest power criterion on (x_p, x_q).
+
+        ``rng`` draws the subsample of the automatic grid above 1000 pooled points: None from
+        fresh entropy (SPEC 7), an int reproducibly.
+        """
         x_p, x_q = as_sample_pair(x_p, x_q, min_samples=2)
         bws = self.bandwidths
         if isinstance(bws, str):
@@ -869,8 +995,12 @@ class RandomFeatureMMD(MMD):
     def fit_critic(
         self, x_p: torch.Tensor, x_q: torch.Tensor, *, rng: Any = None
     ) -> RandomFeatureMMD:
-        """Resolve the bandwidth (median heuristic) and draw the frequencies from ``rng``."""
-        gen = check_rng(0 if rng is None else rng)
+        """Resolve the bandwidth (median heuristic) and draw the frequencies from ``rng``.
+
+        ``rng`` (None, int, SeedSequence or Generator) follows SPEC 7: None draws from fresh
+        entropy, an int reproduces the frequencies bit for bit.
+        """
+        gen = check_rng(rng)
         self.kernel_ = self.kernel.resolve(x_p, x_q, rng=gen)
         freqs = _spectral_frequencies(self.kernel_, x_p.shape[1], self.n_features, gen)
         self.frequencies_ = freqs.to(x_p.device)
@@ -1038,9 +1168,13 @@ class DeepKernelMMD(Discrepancy):
     def fit_critic(
         self, x_p: torch.Tensor, x_q: torch.Tensor, *, rng: Any = None
     ) -> DeepKernelMMD:
-        """Train ``phi`` and the kernel's scales on (x_p, x_q) for the power criterion."""
+        """Train ``phi`` and the kernel's scales on (x_p, x_q) for the power criterion.
+
+        ``rng`` seeds the initialisation and the minibatches: None draws from fresh entropy
+        (SPEC 7), an int gives the same kernel bit for bit.
+        """
         x_p, x_q = as_sample_pair(x_p, x_q, min_samples=2, dtype=torch.float64)
-        gen = check_rng(0 if rng is None else rng)
+        gen = check_rng(rng)
         self.init_critic(x_p, x_q, rng=gen)
         optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
         history = np.empty(self.max_steps)
@@ -1061,11 +1195,13 @@ class DeepKernelMMD(Discrepancy):
     ) -> DeepKernelMMD:
         """Build ``phi`` and the kernel's scales for samples like (x_p, x_q), untrained.
 
+        ``rng`` seeds the initialisation: None draws from fresh entropy (SPEC 7).
+
         For a training loop (an MMD-GAN with learned kernel features): the critic's
         parameters ascend the unbiased MMD^2 (:meth:`critic_loss` is ``-forward``).
         """
         x_p, x_q = as_sample_pair(x_p, x_q, min_samples=2, dtype=torch.float64)
-        gen = check_rng(0 if rng is None else rng)
+        gen = check_rng(rng)
         with fork_torch_rng(gen, x_p.device):
             net = _feature_network(x_p.shape[1], self.hidden, self.n_features)
         self.network_ = net.to(device=x_p.device, dtype=torch.float64)

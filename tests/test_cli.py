@@ -370,3 +370,72 @@ def test_test_command_exit_status_in_a_process(tmp_path):
     assert proc.returncode == 1
     assert f"`{bad}` must hold finite values" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- issue 13: errors exit non-zero with one line; --json is strict -------------------------
+
+
+def _strict_json(text):
+    """json.loads that refuses NaN and Infinity (Python's json accepts them by default)."""
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_test_command_at_an_extreme_scale(tmp_path, capsys):
+    # Before: data at 1e-155 gave `statistic nan`, `p-value 0.001`, exit 0, and NaN in --json.
+    x, y, _, _ = _samples(tmp_path)
+    a, b = tmp_path / "tiny_x.npy", tmp_path / "tiny_y.npy"
+    np.save(a, x * 1e-155)
+    np.save(b, y * 1e-155)
+    for extra in ([], ["--json"]):
+        assert cli.main(["test", str(a), str(b), "--permutations", "9", *extra]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1
+        assert err.startswith(
+            "ratiokit: error: `bandwidth`='median' must resolve to a value between"
+        )
+    # The energy distance has no bandwidth: it is computed on rescaled data, in the data's
+    # units, with the p-value of unit-scale data.
+    argv = ["test", str(a), str(b), "--method", "energy", "--permutations", "49", "--seed", "1"]
+    assert cli.main([*argv, "--json"]) == 0
+    record = _strict_json(capsys.readouterr().out)
+    res = two_sample_test(x, y, method="energy", n_permutations=49, rng=1)
+    assert record["pvalue"] == res.pvalue
+    assert record["statistic"] == pytest.approx(res.statistic * 1e-155, rel=1e-10)
+
+
+def test_test_command_refuses_too_many_permutations_in_one_line(tmp_path, capsys):
+    # Before: a MemoryError traceback (18.6 GiB of labels).
+    _, _, a, b = _samples(tmp_path)
+    assert cli.main(["test", a, b, "--permutations", str(10**10)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "`n_permutations` must be at most" in err
+
+
+def test_test_command_non_finite_values_and_memory_errors_exit_1(tmp_path, capsys, monkeypatch):
+    _, _, a, b = _samples(tmp_path)
+    res = two_sample_test(*[np.eye(3)] * 2, n_permutations=9, rng=0)
+    bad = rk.TwoSampleTestResult(
+        statistic=res.statistic,
+        pvalue=res.pvalue,
+        null_distribution=res.null_distribution,
+        method=res.method,
+        alternative=res.alternative,
+        n_permutations=res.n_permutations,
+        details={"f_pvalue": math.nan},
+    )
+    monkeypatch.setattr(cli, "two_sample_test", lambda *args, **kwargs: bad)
+    assert cli.main(["test", a, b, "--json"]) == 1  # never a bare NaN token
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "JSON" in err
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "two_sample_test", out_of_memory)
+    assert cli.main(["test", a, b]) == 1
+    err = capsys.readouterr().err
+    assert err == "ratiokit: error: out of memory; use smaller samples or fewer permutations\n"

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from ratiokit import kernels
-from ratiokit.kernels import KERNELS, Kernel, kernel_sum, median_bandwidth, select_backend
+from ratiokit.kernels import (
+    KERNELS,
+    Kernel,
+    kernel_sum,
+    median_bandwidth,
+    power_of_two_scale,
+    select_backend,
+)
 from tests.reference import gram
 
 SETTINGS = [("gaussian", (0.7,)), ("laplace", (0.5, 2.0)), ("imq", 1.3), ("rq", (0.8, 3.0)),
@@ -160,3 +169,38 @@ def test_auto_backend_by_size(monkeypatch):
     assert select_backend("auto", 1000, 1000, cpu) == "dense"
     assert select_backend("auto", 20_000, 20_000, cpu) == "keops"
     assert select_backend("dense", 20_000, 20_000, cpu) == "dense"
+
+
+# --- issue 13: scales and bandwidths at the ends of the float range ---------------------------
+
+
+@pytest.mark.parametrize("bandwidth", [1e-300, 1e-155, 1e155, 1e300])
+def test_bandwidth_whose_square_is_not_a_normal_float_is_refused(bandwidth):
+    # Before: h = 1e-300 raised ZeroDivisionError (h^2 = 0) and 1e300 OverflowError.
+    with pytest.raises(ValueError, match=r"^`bandwidth` must be between 1.5e-154 and 6.7e\+153"):
+        Kernel("gaussian", bandwidth)
+    for h in (1.5e-154, 6.7e153):  # the ends are usable: finite kernel values
+        d2 = torch.tensor([0.0, h * h], dtype=torch.float64)
+        assert torch.isfinite(Kernel("gaussian", h)(d2)).all()
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e-20, 3.0, 1e150])
+def test_median_bandwidth_scales_with_the_data(scale):
+    # The median distance of a x is a times that of x. Before, squared distances of the raw
+    # data lost digits below about 1e-154 (subnormal squares) and the median was inf at 1e160;
+    # now it is exact down to 2^-510 and a clear error beyond the kernels' range.
+    x = torch.tensor(np.random.default_rng(0).normal(size=(30, 2)))
+    assert median_bandwidth(x * scale) == pytest.approx(median_bandwidth(x) * scale, rel=1e-14)
+    # A power of two changes only exponents: bit-identical.
+    assert median_bandwidth(x * 2.0**-510) == median_bandwidth(x) * 2.0**-510
+    with pytest.raises(ValueError, match=r"^`bandwidth`='median' must resolve to a value betw"):
+        median_bandwidth(x * 1e160)
+
+
+def test_power_of_two_scale_is_the_power_of_two_nearest_the_rms():
+    # RMS of [3, 4] = sqrt(12.5) = 3.54: log2 = 1.82, so 4; unit-spread data get exactly 1.
+    assert power_of_two_scale(
+        torch.tensor([3.0, -4.0], dtype=torch.float64) * 1e300
+    ) == 2.0 ** round(math.log2(math.sqrt(12.5) * 1e300))
+    assert power_of_two_scale(torch.tensor([1.2, -0.9], dtype=torch.float64)) == 1.0
+    assert power_of_two_scale(torch.zeros(3)) == 1.0

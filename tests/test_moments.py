@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import stats
 
+import ratiokit as rk
 from ratiokit.methods import METHODS, moments
 from ratiokit.methods.moments import HotellingT2, MomentMatching
 from ratiokit.synthetic import GaussianShift, ScaleChange
@@ -500,3 +501,55 @@ def test_contract(contract, registered):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_contract_scalar_output(dtype, registered):
     common.test_scalar_output_keeps_dtype_and_device("moments", dtype, torch.device("cpu"))
+
+
+# --- issue 13: Hotelling's T^2 does not depend on location and units ---------------------------
+
+
+def numpy_hotelling(x, y, statistics, degree):
+    """Textbook two-sample Hotelling T^2 (no ridge) of the reference statistics, in NumPy."""
+    s_x = reference_features(x, statistics, degree)
+    s_y = reference_features(y, statistics, degree)
+    n, m = len(x), len(y)
+    delta = s_x.mean(0) - s_y.mean(0)
+    pooled = ((n - 1) * np.cov(s_x.T, ddof=1) + (m - 1) * np.cov(s_y.T, ddof=1)) / (n + m - 2)
+    return n * m / (n + m) * float(delta @ np.linalg.solve(np.atleast_2d(pooled), delta))
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    log_scale=st.floats(-150, 150),
+    offset=st.floats(-1e3, 1e3),
+    statistics=st.sampled_from(["mean", "mean_cov", "poly"]),
+)
+def test_hotelling_matches_numpy_at_any_offset_and_scale(log_scale, offset, statistics):
+    # T^2 is invariant to x -> a x + b (the statistics of a x + b are an invertible affine map
+    # of those of x), so the reference is computed once on the unit-scale data. Before, an
+    # offset of 100 moved the p-value and 1e100 raised torch's _LinAlgError. Tolerance: the
+    # inputs a x + b carry a relative rounding of 1e-16 |b| / a <= 1e-13, amplified by the
+    # condition number of the pooled covariance (order 10-100 for these statistics); a ridge
+    # of 1e-12 changes T^2 by about 1e-12 relatively; 1e-8 leaves room for both.
+    gen = np.random.default_rng(31)
+    x, y = gen.normal(size=(25, 2)), gen.normal(0.3, 1.0, size=(20, 2))
+    a = 10.0**log_scale
+    method = MomentMatching(statistics, degree=3, ridge=1e-12)
+    got = method.hotelling_t2(a * x + a * offset, a * y + a * offset)
+    expected = numpy_hotelling(x, y, statistics, degree=3)
+    assert got.t2 == pytest.approx(expected, rel=1e-8)
+
+
+def test_row_count_is_checked_before_the_statistics_are_built(monkeypatch):
+    # d = 1000 with "mean_cov" has k = 1000 + 500500 statistics: with n + m = 2000 rows the
+    # (2000, 501500) float64 matrix would take 8 GB before the check. The check comes first
+    # now: building the statistics would fail this test.
+    def no_features(self, x):
+        raise AssertionError("the statistics were built before the row-count check")
+
+    monkeypatch.setattr(MomentMatching, "features", no_features)
+    x = np.zeros((1000, 1000))
+    with pytest.raises(
+        ValueError, match=r"more than k \+ 1 = 501501 rows together .* 1000 \+ 1000"
+    ):
+        MomentMatching().hotelling_t2(x, x)
+    with pytest.raises(ValueError, match=r"k = 501500 statistics"):
+        rk.two_sample_test(x, x, method="moments", n_permutations=9, rng=0)

@@ -9,6 +9,7 @@ import doctest
 import itertools
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+import ratiokit as rk
 from ratiokit import _permutation as engine
 from ratiokit.kernels import Kernel
 from ratiokit.methods import METHODS, Discrepancy
@@ -370,6 +372,7 @@ def test_random_p_value_approaches_the_exact_one():
     assert abs(rand.pvalue - p) < 4 * math.sqrt(p * (1 - p) / b) + 1 / b
 
 
+@pytest.mark.filterwarnings("ignore:MMDAgg over:UserWarning")  # few relabellings on purpose
 def test_wild_bootstrap_enumerates_the_swaps():
     x, y = normal(5, 1, 18), normal(5, 1, 19, shift=0.7)
     method = MMDAgg(kernels="gaussian", bandwidths=[0.9], null="wild")
@@ -521,6 +524,7 @@ def test_user_method_is_not_modified():
     assert mmd.kernel_ is None
 
 
+@pytest.mark.filterwarnings("ignore:MMDAgg over:UserWarning")  # few relabellings on purpose
 @pytest.mark.parametrize(
     "method",
     [
@@ -664,6 +668,7 @@ def test_learned_statistics_equal_a_direct_computation():
 # --- MMDAgg, selection, random features, deep kernels ----------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:MMDAgg over:UserWarning")  # few relabellings on purpose
 def test_mmdagg_equals_brute_force_min_p_aggregation():
     x, y = normal(4, 1, 50), normal(4, 1, 51, shift=1.2)
     method = MMDAgg(kernels=("gaussian", "laplace"), bandwidths=[0.3, 1.0, 3.0])
@@ -785,6 +790,7 @@ def test_deep_kernel_trains_and_tests_on_held_out_data():
         assert float(fitted(a, b)) == pytest.approx(expected, rel=RTOL)
 
 
+@pytest.mark.filterwarnings("ignore:MMDAgg over:UserWarning")  # few relabellings on purpose
 def test_test_only_methods_are_reachable_by_name():
     x, y = normal(30, 2, 63), normal(30, 2, 64)
     for name in ("mmdagg", "mmd_opt", "mmd_rff"):
@@ -863,3 +869,178 @@ def test_the_two_sample_docs_page_runs():
     page = Path(__file__).resolve().parents[1] / "docs" / "two_sample.md"
     result = doctest.testfile(str(page), module_relative=False)
     assert result.attempted >= 3 and result.failed == 0
+
+
+# --- issue 13: no silent wrong answers --------------------------------------------------------
+
+
+class ConstantStatistic(Discrepancy):
+    """A custom statistic that returns one value (NaN or inf) whatever the labels."""
+
+    name: ClassVar[str] = "constant"
+
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x_p, x_q):
+        return torch.full((), self.value, dtype=x_p.dtype) + 0.0 * x_p.sum()
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_custom_statistic_raises_instead_of_a_p_value(value):
+    # Before: NaN compared as "more extreme than every relabelling" and gave p = 1/(B+1).
+    x, y = normal(10, 2, 1), normal(10, 2, 2)
+    with pytest.raises(
+        rk.NonFiniteStatisticError,
+        match=r"the observed statistic of method 'constant' is (nan|inf) and 99 of 99 permuted",
+    ):
+        two_sample_test(x, y, method=ConstantStatistic(value), n_permutations=99, rng=0)
+
+
+def test_pvalue_names_non_finite_permuted_statistics():
+    null = np.array([0.5, np.nan, 2.0, np.inf, -np.inf])
+    with pytest.raises(ValueError, match=r"^3 of 5 permuted statistics are NaN or inf"):
+        engine.pvalue(1.0, null, "greater", exact=False, scale=1.0)
+    # Exact enumeration: the observed column is among the null ones and is not counted twice.
+    with pytest.raises(engine.NonFiniteStatisticError, match=r"^the observed .* 1 of 2 perm"):
+        engine.pvalue(math.nan, np.array([math.nan, 1.0, math.inf]), "less", exact=True, scale=1)
+
+
+def _affine_case(method, log_scale, offset):
+    """x, y (n = m = 15, d = 2, a mean shift) and the same data as a x + b."""
+    x, y = normal(15, 2, 11), normal(15, 2, 12, shift=0.6)
+    a = 10.0**log_scale
+    b = a * offset  # the offset in units of the data's spread
+    res = two_sample_test(x, y, method=method, n_permutations=49, rng=5)
+    moved = two_sample_test(a * x + b, a * y + b, method=method, n_permutations=49, rng=5)
+    return a, res, moved
+
+
+@settings(deadline=None, max_examples=25)
+@given(
+    log_scale=st.floats(-150, 150),
+    offset=st.floats(-1e3, 1e3),
+    method=st.sampled_from(["mmd", "energy", "moments"]),
+)
+def test_invariant_statistics_give_the_same_p_value_at_any_scale(log_scale, offset, method):
+    # MMD^2 with the median bandwidth (kernel values of distances / median distance), the
+    # energy distance (scales by a) and Hotelling's T^2 do not depend on x -> a x + b (a > 0)
+    # in exact arithmetic. Before, MMD gave NaN (p = 0.01) at 1e-155, the energy p-value
+    # drifted below 1e-15 and Hotelling's T^2 moved with the offset. Here only the rounding of
+    # a x + b differs (about 1e-16 |b| / a relative, <= 1e-13): statistics agree to 1e-8
+    # relative (T^2 is a ratio with a condition number of order 10) and the p-values exactly
+    # (a null value within 1e-9 of the observed one, a tie, is a 1e-8-probability event).
+    a, res, moved = _affine_case(method, log_scale, offset)
+    units = a if method == "energy" else 1.0
+    assert moved.statistic == pytest.approx(res.statistic * units, rel=1e-8)
+    np.testing.assert_allclose(moved.null_distribution, res.null_distribution * units, rtol=1e-6)
+    assert moved.pvalue == res.pvalue
+
+
+@pytest.mark.parametrize("log_scale", [-150.0, -20.0, -16.0, 100.0, 150.0])
+def test_median_mmd_and_energy_p_values_at_the_issue_scales(log_scale):
+    # The scales of the issue, one by one (the property above samples between them).
+    for method in ("mmd", "energy", "mmd_opt", "kmm"):
+        _, res, moved = _affine_case(method, log_scale, 0.0)
+        assert np.isfinite(moved.statistic) and moved.pvalue == res.pvalue
+
+
+def test_data_beyond_the_kernel_range_is_a_clear_error():
+    # At 1e160 the median distance's square overflows: a bandwidth error, not NaN or an
+    # OverflowError; the energy distance has no bandwidth and is computed on scaled data.
+    x, y = normal(15, 2, 11) * 1e160, normal(15, 2, 12) * 1e160
+    with pytest.raises(
+        ValueError,
+        match=r"^`bandwidth`='median' must resolve to a value between 1.5e-154 and 6.7e\+153",
+    ):
+        two_sample_test(x, y, n_permutations=9, rng=0)
+    res = two_sample_test(x, y, method="energy", n_permutations=9, rng=0)
+    base = two_sample_test(x / 1e160, y / 1e160, method="energy", n_permutations=9, rng=0)
+    assert res.pvalue == base.pvalue and res.statistic == pytest.approx(base.statistic * 1e160)
+
+
+@pytest.mark.parametrize("bandwidth", [1e-300, 1e300])
+def test_extreme_bandwidth_is_a_clear_error(bandwidth):
+    # Before: ZeroDivisionError (1 / h^2 with h^2 = 0) and OverflowError (h^2).
+    x, y = normal(15, 2, 11), normal(15, 2, 12)
+    with pytest.raises(ValueError, match=r"^`bandwidth` must be between .* got 1e[-+]300\."):
+        two_sample_test(x, y, method=MMD(bandwidth=bandwidth), n_permutations=9, rng=0)
+
+
+def test_bandwidth_far_from_the_data_scale_is_a_clear_error():
+    # A user bandwidth of 1 on data at 1e-156: divided by the data's scale it is about 1e156,
+    # whose square overflows; at 1e-100 the kernel is computed on unit-scale data and matches the
+    # same test on the data and bandwidth both multiplied by 1e100.
+    x, y = normal(15, 2, 11), normal(15, 2, 12, shift=1.0)
+    with pytest.raises(ValueError, match=r"^`bandwidth` must be within a factor"):
+        two_sample_test(x * 1e-156, y * 1e-156, method=MMD(bandwidth=1.0), n_permutations=9)
+    small = two_sample_test(
+        x * 1e-100, y * 1e-100, method=MMD(bandwidth=1e-100), n_permutations=49, rng=0
+    )
+    unit = two_sample_test(x, y, method=MMD(bandwidth=1.0), n_permutations=49, rng=0)
+    assert small.pvalue == unit.pvalue
+    assert small.statistic == pytest.approx(unit.statistic, rel=1e-10)
+
+
+def test_too_many_permutations_are_refused_before_allocating():
+    # Before: draw_labels allocated (n + m) x (B + 1) booleans, 18.6 GiB here: MemoryError.
+    # 4 GiB / 200 rows = 21474836 columns, so B = 21474835 at most.
+    x, y = normal(100, 2, 1), normal(100, 2, 2)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"^`n_permutations` must be at most 21474835 for n \+"):
+        two_sample_test(x, y, n_permutations=10**8, rng=0)
+    assert time.perf_counter() - start < 1.0
+    # A learned critic tests on min(n, m) // 2 = 50 held-out points of each: 100 rows.
+    with pytest.raises(ValueError, match=r"at most 42949671 for n \+ m = 100 rows"):
+        two_sample_test(x, y, method="classifier", n_permutations=10**8, rng=0)
+    # Few distinct labellings are enumerated, whatever B: C(6, 3) = 20 columns of 6 rows.
+    res = two_sample_test(x[:3], y[:3], method="energy", n_permutations=10**12, rng=0)
+    assert res.details["exact"] and res.n_permutations == 20
+
+
+def test_mmdagg_warns_below_the_relabellings_its_kernels_need():
+    # The derived rule (see MMDAgg): C = B + 1 >= 2 K / 0.05 = 40 K columns. K = 3 kernels
+    # need 120 columns: B = 118 warns, B = 119 does not.
+    x, y = normal(20, 1, 1), normal(20, 1, 2)
+    method = MMDAgg(kernels="gaussian", bandwidths=[0.5, 1.0, 2.0])
+    with pytest.warns(UserWarning, match=r"over 3 kernels had 119 .* at least 119,") as record:
+        two_sample_test(x, y, method=method, n_permutations=118, rng=0)
+    assert record[0].filename == __file__  # points at the user's call
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        two_sample_test(x, y, method=method, n_permutations=119, rng=0)
+    # Exact enumeration: C(6, 3) = 20 < 40 columns for one kernel, whatever B.
+    one = MMDAgg(kernels="gaussian", bandwidths=[1.0])
+    with pytest.warns(UserWarning, match=r"over 1 kernel had 20 .* only 20 distinct relab"):
+        two_sample_test(x[:3], y[:3], method=one, n_permutations=999, rng=0)
+
+
+def test_rng_none_is_fresh_entropy_and_an_int_is_bit_identical():
+    # SPEC 7 everywhere: None draws fresh entropy (it was seed 0 in five inner places).
+    gen = np.random.default_rng(8)
+    # 1200 pooled points: above the 1000 of the median's and the grids' subsamples.
+    x = torch.tensor(gen.normal(size=(600, 2)))
+    y = torch.tensor(gen.normal(size=(600, 2)))
+
+    def draws(rng):
+        rff = RandomFeatureMMD(n_features=8).fit_critic(x, y, rng=rng).frequencies_
+        deep = DeepKernelMMD(hidden=(4,), n_features=2, max_steps=1)
+        deep = deep.fit_critic(x[:40], y[:40], rng=rng).network_[0].weight.detach()
+        grid = OptimizedMMD(n_bandwidths=3).fit_critic(x, y, rng=rng).candidates_
+        median = Kernel().resolve(x, y, rng=rng).bandwidths
+        agg = MMDAgg(n_bandwidths=2).fit_critic(x, y, rng=rng).collection_
+        return [
+            rff,
+            deep,
+            torch.tensor(grid),
+            torch.tensor(median),
+            torch.tensor(agg[0].bandwidths),
+        ]
+
+    fresh, again = draws(None), draws(None)
+    assert all(not torch.equal(a, b) for a, b in zip(fresh, again, strict=True))
+    seeded, same = draws(4), draws(4)
+    assert all(torch.equal(a, b) for a, b in zip(seeded, same, strict=True))
+    # forward takes no rng and stays a deterministic function of its inputs.
+    assert torch.equal(MMD()(x, y), MMD()(x, y))

@@ -33,8 +33,10 @@ class MMD(Discrepancy):
     kernel : {"gaussian", "laplace", "imq", "rq", "energy"}, default="gaussian"
     bandwidth : float, sequence of float or "median", default="median"
         A sequence sums one kernel per bandwidth. ``"median"`` takes the median pooled
-        pairwise distance, from :meth:`fit_critic` if it was called and otherwise from the
-        samples given to each :meth:`forward` call (detached: no gradient through it). It
+        pairwise distance, from :meth:`fit_critic` if it was called (above 1000 pooled points
+        on a subsample drawn from its ``rng``: None is fresh entropy) and otherwise from the
+        samples given to each :meth:`forward` call (detached: no gradient through it; a fixed
+        subsample, so ``forward`` is deterministic). It
         sets the kernel's scale to the data's spread, so a test with it has almost no power
         when P and Q differ at a much smaller scale (see ``docs/two_sample.md``).
     estimator : {"unbiased", "biased", "linear"}, default="unbiased"
@@ -87,13 +89,18 @@ class MMD(Discrepancy):
         self.kernel_: Kernel | None = None
 
     def fit_critic(self, x_p: torch.Tensor, x_q: torch.Tensor, *, rng: Any = None) -> MMD:
-        """Resolve the median bandwidth on the pooled sample (a subsample above 1000 points)."""
+        """Resolve the median bandwidth on the pooled sample (a subsample above 1000 points).
+
+        ``rng`` draws that subsample: None from fresh entropy (SPEC 7), an int reproducibly.
+        """
         self.kernel_ = self.kernel.resolve(x_p, x_q, rng=rng)
         return self
 
     def resolved_kernel(self, x_p: torch.Tensor, x_q: torch.Tensor) -> Kernel:
         """The kernel used on (x_p, x_q): fitted bandwidths, or the median on these samples."""
-        return self.kernel_ if self.kernel_ is not None else self.kernel.resolve(x_p, x_q)
+        # No rng here: a fixed subsample (seed 0) for the median keeps forward a deterministic
+        # function of its inputs; fit_critic(rng=...) chooses the subsample instead.
+        return self.kernel_ if self.kernel_ is not None else self.kernel.resolve(x_p, x_q, rng=0)
 
     def forward(self, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
         """MMD^2 estimate as a 0-d tensor of ``x_p``'s dtype, differentiable in both samples."""

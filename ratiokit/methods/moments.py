@@ -20,6 +20,7 @@ from ratiokit._validation import (
     check_positive,
     is_tensor,
 )
+from ratiokit.kernels import power_of_two_scale
 from ratiokit.methods._base import Discrepancy
 
 __all__ = ["HotellingT2", "MomentMatching"]
@@ -211,6 +212,37 @@ class MomentMatching(Discrepancy):
             return x64
         return _monomials(x64, 2 if self.statistics == "mean_cov" else self.degree)
 
+    def n_statistics(self, n_features: int) -> int | None:
+        """k, the number of statistics for data with ``n_features`` columns (None: a callable's
+        count is known only once it runs).
+
+        Examples
+        --------
+        >>> MomentMatching("mean_cov").n_statistics(3)  # 3 means + 6 second moments
+        9
+        """
+        if callable(self.statistics):
+            return None
+        top = {"mean": 1, "mean_cov": 2, "poly": self.degree}[self.statistics]
+        return math.comb(n_features + top, top) - 1
+
+    def pooled_statistics(self, z: torch.Tensor) -> torch.Tensor:
+        """The statistics behind Hotelling's T^2 at the rows of the pooled sample ``z``.
+
+        For the built-in statistics, ``s((z - mean z) / c)`` with ``c`` the power of two
+        nearest the RMS of the centred ``z`` (:func:`ratiokit.kernels.power_of_two_scale`):
+        the monomials of degree 1 to D of ``a z + b`` are an invertible affine map of those of
+        ``z``, and T^2 is invariant to such maps (to ``ridge`` precision), so this changes
+        nothing in exact arithmetic, but keeps the statistics of order 1 at any location and
+        units (no overflow, no loss of the second moments to the ridge or to rounding). A
+        callable's statistics are taken on ``z`` as given.
+        """
+        if callable(self.statistics):
+            return self.features(z)
+        z64 = z.to(torch.float64)
+        z64 = z64 - z64.mean(0)
+        return self.features(z64 / power_of_two_scale(z64))
+
     def forward(self, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
         """The moment distance as a 0-d tensor of ``x_p``'s dtype, differentiable in both."""
         s_p, s_q = self._feature_pair(x_p, x_q)
@@ -231,6 +263,10 @@ class MomentMatching(Discrepancy):
         the returned tuple's ``pvalue`` is its upper tail. For other statistics the F law is
         an approximation (a permutation test is exact). ``weighting`` is ignored here.
 
+        The statistics are taken on the pooled sample centred and rescaled by a power of two
+        (:meth:`pooled_statistics`), so for the built-in statistics T^2 does not depend on the
+        data's location or units, as in exact arithmetic.
+
         Parameters
         ----------
         x_p : array-like or Tensor of shape (n, d)
@@ -244,18 +280,23 @@ class MomentMatching(Discrepancy):
         Raises
         ------
         ValueError
-            If a sample is invalid or ``n + m - k - 1 < 1`` (too few points for the F law).
+            If a sample is invalid or ``n + m - k - 1 < 1`` (too few points for the F law;
+            checked before the statistics are built for the built-in ones).
         """
         x_p, x_q = as_sample_pair(x_p, x_q, min_samples=self.min_samples)
         n, m = x_p.shape[0], x_q.shape[0]
         with torch.no_grad():
-            s_p, s_q = self._feature_pair(x_p, x_q)
-            k = s_p.shape[1]
+            z = torch.cat([x_p, x_q])
+            k = self.n_statistics(z.shape[1])
+            s = self.pooled_statistics(z) if k is None else None  # a callable's k: run it
+            k = s.shape[1] if s is not None else k
             if n + m - k - 1 < 1:
                 raise ValueError(
                     f"`x_p` and `x_q` must have more than k + 1 = {k + 1} rows together for "
                     f"Hotelling's T^2 with k = {k} statistics; got {n} + {m}."
                 )
+            s = self.pooled_statistics(z) if s is None else s
+            s_p, s_q = s[:n], s[n:]
             delta = s_p.mean(0) - s_q.mean(0)
             quad = delta @ torch.linalg.solve(self._pooled_cov(s_p, s_q), delta)
         return HotellingT2(float(quad) * n * m / (n + m), k, n + m - k - 1)
