@@ -51,14 +51,14 @@ class KernelMeanMatching(Discrepancy):
     noise included, so with the paper's settings (a ridge of 1e-8, ``B = 1000``) single weights
     are noisy estimates of the ratio even where weighted averages are accurate: on
     P = N(0.5, 1), Q = N(0, 1), n = m = 150, their effective sample size
-    ``(sum beta)^2 / sum beta^2`` was 3% to 16% of m over 5 seeds (the true ratio's is 78%)
-    and their root-mean-square error against the true ratio 3.8 to 5.8. A ridge (0.1 to 1)
-    penalises ``||beta||^2`` and gives smooth weights; the default, 0.1, is the smallest of
-    that range, as the ridge also pulls the weights towards uniform and biases weighted
-    averages towards Q's. On the same problem it gave an effective sample size of 61% to 86%
-    and an error of 0.24 to 0.50; at n = m = 400 and a unit shift (true effective size 36%),
-    28% to 51% against 1% to 10% with the paper's ridge, and an error of 0.6 to 0.8 against
-    5 to 9. Pass ``ridge=1e-8`` for the paper's estimator.
+    ``(sum beta)^2 / sum beta^2`` was 3% to 16% of m over 5 seeds, 6% on average (the true
+    ratio's is 78%), and their root-mean-square error against the true ratio 2.2 to 5.8. A
+    ridge (0.1 to 1) penalises ``||beta||^2`` and gives smooth weights; the default, 0.1, is
+    the smallest of that range, as the ridge also pulls the weights towards uniform and
+    biases weighted averages towards Q's. On the same problem it gave an effective sample
+    size of 61% to 86% and an error of 0.23 to 0.50; at n = m = 400 and a unit shift (true
+    effective size 36%), 28% to 51% against 1% to 10% with the paper's ridge, and an error
+    of 0.56 to 0.77 against 3.0 to 8.5. Pass ``ridge=1e-8`` for the paper's estimator.
 
     The QP is solved by a primal-dual interior-point method (Mehrotra's predictor-corrector)
     in float64 torch on the samples' device, to a relative duality gap of 1e-9. Each step
