@@ -22,9 +22,9 @@ def test_aliases_are_looked_up_but_never_listed():
     assert sorted(METHODS) == CANONICAL and len(METHODS) == len(CANONICAL)
     assert set(ALIASES.values()) <= set(CANONICAL) and not set(ALIASES) & set(CANONICAL)
     for alias, name in ALIASES.items():
-        assert alias in METHODS and METHODS[alias] is METHODS[name]
+        assert alias in METHODS and METHODS[alias] is METHODS.get(alias) is METHODS[name]
         assert type(get_method(alias)) is METHODS[name]
-    assert "lsif" not in METHODS and 3 not in METHODS
+    assert "lsif" not in METHODS and 3 not in METHODS and METHODS.get("lsif", 0) == 0
     with pytest.raises(KeyError):
         METHODS["lsif"]
 

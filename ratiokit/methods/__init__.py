@@ -8,6 +8,7 @@ literature uses for a method are lines of :data:`ALIASES`.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from ratiokit.methods._base import Discrepancy
 from ratiokit.methods.bregman import NeuralBregman
@@ -51,8 +52,8 @@ ALIASES: dict[str, str] = {
 class _Registry(dict):
     """Method classes by canonical name; a name of :data:`ALIASES` is looked up as its target.
 
-    ``"c2st" in METHODS`` and ``METHODS["c2st"]`` see the alias, while iteration (``sorted``,
-    ``items``) and ``len`` see canonical names only.
+    ``"c2st" in METHODS``, ``METHODS["c2st"]`` and ``METHODS.get("c2st")`` see the alias,
+    while iteration (``sorted``, ``items``) and ``len`` see canonical names only.
     """
 
     def __missing__(self, name: str) -> type[Discrepancy]:
@@ -62,6 +63,9 @@ class _Registry(dict):
 
     def __contains__(self, name: object) -> bool:
         return super().__contains__(name) or (isinstance(name, str) and name in ALIASES)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default
 
 
 METHODS: dict[str, type[Discrepancy]] = _Registry(
