@@ -322,6 +322,8 @@ def plot_ratio_diagnostics(diagnostics: Any, axes: Any = None) -> np.ndarray:
         ax.set_axis_off()
     else:
         title = f"P vs reweighted Q ({d.n_kept} kept): p = {test.pvalue:.3g}"
+        if d.checks["reweighted Q ~ P"] is None:
+            title += f" (inconclusive: power <= {d.reweighted_power:.2g})"
         plot_null_distribution(test.null_distribution, test.statistic, ax=ax, title=title)
     return axes
 

@@ -118,6 +118,11 @@ class DivergenceResult(_CompactRepr):
 
 #: Fewest effective terms (``(sum v)^2 / sum v^2``) for a balancing mean to be judged.
 MIN_BALANCE_ESS = 10.0
+#: The reweighting check's stated alternative: Gaussians whose means differ by this many
+#: standard deviations (Mahalanobis), a "medium" effect (Cohen 1988) ...
+REWEIGHTED_SHIFT = 0.5
+#: ... against which the test must be able to reach this power, or the check is inconclusive.
+MIN_REWEIGHTED_POWER = 0.8
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -155,6 +160,10 @@ class RatioDiagnostics(_CompactRepr):
         rejection with acceptance ``r / max r``; NaN if fewer than 2 points were kept.
     n_kept : int
         Points of Q's sample kept for that test.
+    reweighted_power : float
+        The most power any level-``alpha`` test of ``n_p`` against ``n_kept`` points can have
+        against the alternative :data:`REWEIGHTED_SHIFT` (0 when no test ran); below
+        :data:`MIN_REWEIGHTED_POWER` the reweighting check is inconclusive.
     n_p, n_q : int
         Held-out sizes.
     method : str
@@ -179,6 +188,7 @@ class RatioDiagnostics(_CompactRepr):
     calibration_pvalue: float
     reweighted_pvalue: float
     n_kept: int
+    reweighted_power: float
     n_p: int
     n_q: int
     method: str
@@ -203,28 +213,34 @@ class RatioDiagnostics(_CompactRepr):
         )
 
     @property
-    def checks(self) -> dict[str, bool]:
-        """Each check's verdict at level :attr:`alpha` (True: no evidence against the ratio).
+    def checks(self) -> dict[str, bool | None]:
+        """Each check's verdict at level :attr:`alpha`: True (no evidence against the ratio),
+        False (evidence against it) or None (inconclusive).
 
-        The reweighting check passes vacuously when fewer than 2 points were kept; each
+        The reweighting check is inconclusive when it did not reject and
+        :attr:`reweighted_power` is below :data:`MIN_REWEIGHTED_POWER` (too few points were
+        kept for a non-rejection to mean anything; always when fewer than 2 were kept). Each
         verdict is at level ``alpha`` on its own (four checks: about ``4 alpha`` in all).
         """
         p_q, p_p = self.balance_pvalues
+        rejected = self.reweighted_pvalue <= self.alpha
+        powerless = self.reweighted_power < MIN_REWEIGHTED_POWER
         return {
             "E_q[r] = 1": p_q > self.alpha and self.ess_ratio_q >= MIN_BALANCE_ESS,
             "E_p[1/r] = 1": p_p > self.alpha and self.ess_inverse_ratio_p >= MIN_BALANCE_ESS,
             "calibrated": self.calibration_pvalue > self.alpha,
-            "reweighted Q ~ P": not self.reweighted_pvalue <= self.alpha,
+            "reweighted Q ~ P": False if rejected else None if powerless else True,
         }
 
     @property
     def passed(self) -> bool:
-        """Whether every check passed."""
-        return all(self.checks.values())
+        """Whether every check passed (False if one failed or was inconclusive)."""
+        return all(ok is True for ok in self.checks.values())
 
     @property
     def verdict(self) -> str:
-        """One line: the checks that failed, with their numbers, or that all passed."""
+        """One line: the checks that failed, with their numbers, and an inconclusive one, or
+        that all passed."""
         p_q, p_p = self.balance_pvalues
         values = {
             "E_q[r] = 1": (
@@ -238,10 +254,19 @@ class RatioDiagnostics(_CompactRepr):
             "calibrated": f"calibration p = {self.calibration_pvalue:.3g}",
             "reweighted Q ~ P": f"reweighted test p = {self.reweighted_pvalue:.3g}",
         }
-        failed = [values[name] for name, ok in self.checks.items() if not ok]
-        if not failed:
+        checks = self.checks
+        failed = [values[name] for name, ok in checks.items() if ok is False]
+        unsure = []
+        if checks["reweighted Q ~ P"] is None:
+            unsure.append(
+                f"reweighted Q ~ P inconclusive: {self.n_kept} of {self.n_q} points of Q kept, "
+                f"power at most {self.reweighted_power:.2g} (< {MIN_REWEIGHTED_POWER:g}) "
+                f"against a {REWEIGHTED_SHIFT:g}-sd mean shift"
+            )
+        if not failed and not unsure:
             return f"all checks passed at level {self.alpha:g}"
-        return f"failed at level {self.alpha:g}: " + "; ".join(failed)
+        head = "failed" if failed else "inconclusive"
+        return f"{head} at level {self.alpha:g}: " + "; ".join(failed + unsure)
 
     def plot(self, axes: Any = None) -> Any:
         """Balancing means, reliability curve and the reweighting test's null; a Figure.

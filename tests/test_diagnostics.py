@@ -19,8 +19,8 @@ from scipy import special, stats
 from sklearn.exceptions import NotFittedError
 
 import ratiokit as rk
-from ratiokit.diagnostics import _rejection_keep, ratio_diagnostics
-from ratiokit.results import MIN_BALANCE_ESS, RatioDiagnostics
+from ratiokit.diagnostics import _max_power, _rejection_keep, ratio_diagnostics
+from ratiokit.results import MIN_BALANCE_ESS, MIN_REWEIGHTED_POWER, RatioDiagnostics
 from ratiokit.synthetic import GaussianMixture, GaussianShift
 
 N = 2000  # held-out points per sample
@@ -133,6 +133,76 @@ def test_a_ratio_near_zero_at_a_point_of_p_fails_on_the_effective_sample_size():
     assert "ESS 1" in diag.verdict
 
 
+class Spike:
+    """log r_hat = 30 at the given rows and 0 elsewhere: rejection keeps exactly those rows
+    (every other row with probability e^-30 ~ 1e-13)."""
+
+    name = "spike"
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = torch.as_tensor(rows)
+
+    def log_ratio(self, x: torch.Tensor) -> torch.Tensor:
+        hit = (x[:, None, :] == self.rows[None].to(x)).all(-1).any(-1)
+        return 30.0 * hit.to(x.dtype)
+
+
+def test_two_kept_points_make_the_reweighting_check_inconclusive():
+    # The issue's case: 2 of 153 points of Q kept. The test of 153 P points against 2 did not
+    # reject, which the old code reported as a pass. Against a 0.5-sd mean shift even the
+    # most powerful 5% test of these sizes has power Phi(0.5 / sqrt(1/153 + 1/2) - 1.645) =
+    # Phi(-0.94) = 0.17, so the check is inconclusive and the diagnostics do not pass.
+    x_p, x_q = held_out(SHIFT, 10, n=153, m=153)
+    diag = ratio_diagnostics(Spike(x_q[:2]), x_p, x_q, n_permutations=99, rng=0)
+    assert diag.n_kept == 2 and diag.reweighted_pvalue > 0.05
+    bound = stats.norm.cdf(0.5 / math.sqrt(1 / 153 + 1 / 2) - stats.norm.ppf(0.95))
+    assert diag.reweighted_power == pytest.approx(bound, rel=1e-12)
+    assert diag.checks["reweighted Q ~ P"] is None and not diag.passed
+    assert "reweighted Q ~ P inconclusive: 2 of 153 points of Q kept" in diag.verdict
+    assert "power at most 0.17" in diag.verdict and "reweighted_power=0.17" in repr(diag)
+    assert diag.plot().axes[2].get_title().endswith("(inconclusive: power <= 0.17)")
+
+
+def test_reweighting_check_is_judged_from_the_stated_minimum_power():
+    # P = Q, so the kept rows (the first k of Q's sample) are a sample from P and the test
+    # does not reject (this seed). With n_p = 2000 the power bound first reaches 0.8 at
+    # k = 26: 0.5 / sqrt(1/2000 + 1/k) - 1.645 >= 0.842 needs 1/k <= 0.0404 - 0.0005.
+    same = GaussianShift(dim=2, shift=0.0)
+    x_p, x_q = held_out(same, 11, n=2000, m=100)
+    below = ratio_diagnostics(Spike(x_q[:25]), x_p, x_q, n_permutations=99, rng=0)
+    above = ratio_diagnostics(Spike(x_q[:26]), x_p, x_q, n_permutations=99, rng=0)
+    assert (below.n_kept, above.n_kept) == (25, 26)
+    assert below.reweighted_power < MIN_REWEIGHTED_POWER <= above.reweighted_power
+    assert below.reweighted_pvalue > 0.05 and above.reweighted_pvalue > 0.05
+    assert below.checks["reweighted Q ~ P"] is None and above.checks["reweighted Q ~ P"]
+    # A rejection is evidence whatever the power: a 4-sd shift, 3 points kept, p = 1/100.
+    far = Spike(x_q[:3] + 4.0)
+    shifted = np.r_[x_q[:3] + 4.0, x_q[3:]]
+    diag = ratio_diagnostics(far, x_p, shifted, n_permutations=99, rng=0)
+    assert diag.n_kept == 3 and diag.reweighted_power < MIN_REWEIGHTED_POWER
+    assert diag.reweighted_pvalue == pytest.approx(0.01)
+    assert diag.checks["reweighted Q ~ P"] is False and diag.verdict.startswith("failed")
+
+
+@pytest.mark.parametrize(
+    ("n_p", "n_kept", "alpha"), [(153, 2, 0.05), (2000, 26, 0.05), (50, 40, 0.1)]
+)
+def test_power_bound_against_a_simulated_most_powerful_test(n_p, n_kept, alpha):
+    # The Neyman-Pearson test of a mean shift delta = 0.5 between unit-variance Gaussians
+    # (known variance) rejects when the difference of the sample means exceeds z_{1-alpha}
+    # times its sd sqrt(1/n_p + 1/n_kept); simulated here from raw draws of the kept points
+    # (P's mean drawn from its exact law N(0, 1/n_p)). With R = 20,000 replications the
+    # rejection rate has sd <= 0.0036, so 0.015 is over 4 of them.
+    gen = np.random.default_rng(12)
+    reps = 20_000
+    p_mean = gen.normal(0.0, 1.0 / math.sqrt(n_p), size=reps)
+    kept_mean = gen.normal(0.5, 1.0, size=(reps, n_kept)).mean(axis=1)
+    z = (kept_mean - p_mean) / math.sqrt(1 / n_p + 1 / n_kept)
+    rate = float(np.mean(z > stats.norm.ppf(1 - alpha)))
+    assert _max_power(n_p, n_kept, alpha) == pytest.approx(rate, abs=0.015)
+    assert _max_power(n_p, 1, alpha) == 0.0  # no test runs
+
+
 def test_reliability_curve_against_a_brute_force_reference():
     # Logits and labels chosen by hand, binned by quantiles of D = sigmoid(logit + log(n_p /
     # n_q)); each bin's numbers are recomputed here with explicit loops.
@@ -201,7 +271,9 @@ def test_plot_shows_far_means_on_a_symlog_scale_and_notes_a_missing_test():
     # Nothing kept: r = 0 everywhere (log r = -inf): no test, a note instead of a histogram.
     none = ratio_diagnostics(Exact(SHIFT, offset=-math.inf), x_p, x_q, rng=0)
     assert none.n_kept == 0 and none.reweighted_test is None
-    assert math.isnan(none.reweighted_pvalue) and none.checks["reweighted Q ~ P"]
+    # No test ran: the check is inconclusive (it used to pass vacuously).
+    assert math.isnan(none.reweighted_pvalue) and none.checks["reweighted Q ~ P"] is None
+    assert none.reweighted_power == 0.0
     _, mine = new_figure(3)
     drawn = plot_ratio_diagnostics(none, axes=mine)
     assert drawn[2] is mine[2] and not drawn[2].axison
