@@ -176,6 +176,11 @@ class Discrepancy(nn.Module):
         """A default instance configured to estimate ``kind`` (e.g. the matching f)."""
         return cls()
 
+    @classmethod
+    def for_two_sample_test(cls) -> Discrepancy:
+        """The instance :func:`ratiokit.two_sample_test` uses for the method's registry name."""
+        return cls()
+
     def estimate_divergence(self, kind: str, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
         """The method's own estimate of divergence ``kind`` (one of ``divergence_kinds``)."""
         raise NotImplementedError(
