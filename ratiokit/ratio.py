@@ -406,6 +406,27 @@ class RatioEstimator(BaseEstimator):
         self.rng = rng
         self.device = device
 
+    def set_params(self, **params: Any) -> RatioEstimator:
+        """Set parameters, the method's own by nested names (``method__n_centres=50``).
+
+        With a method given by name, nested names apply to a fresh instance of that method
+        (``"ulsif"`` becomes ``ULSIF(n_centres=50)``), as ``GridSearchCV`` needs for
+        ``RatioEstimator()`` with ``{"method__n_centres": [50, 100]}``.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For an unknown parameter, nested or not, or an unknown method name.
+        """
+        method = params.get("method", self.method)
+        if isinstance(method, str) and any(key.startswith("method__") for key in params):
+            params = {**params, "method": get_method(method)}
+        return super().set_params(**params)
+
     def fit(self, X: Any, y: Any) -> RatioEstimator:  # noqa: N803 - scikit-learn convention
         """Fit on the pooled sample ``X`` with ``y`` in {0, 1} (1 = sample from P).
 

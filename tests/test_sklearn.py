@@ -259,6 +259,23 @@ def test_nested_grid_search_selects_the_setting_closest_to_the_true_ratio():
     assert search.best_estimator_.method_.n_centres == search.best_params_["method__n_centres"]
 
 
+def test_nested_names_reach_a_method_given_by_name():
+    # The default method is the name "ulsif": nested settings apply to a fresh ULSIF().
+    X, y, _ = pooled(60, 60, seed=7)
+    grid = {"method__n_centres": [5, 10]}
+    search = GridSearchCV(rk.RatioEstimator(rng=0), grid, cv=2).fit(X, y)
+    assert type(search.best_estimator_.method) is ULSIF
+    assert search.best_estimator_.method.n_centres == search.best_params_["method__n_centres"]
+    est = rk.RatioEstimator("kliep").set_params(method__n_folds=3)
+    assert type(est.method) is KLIEP and est.method.n_folds == 3
+    est = rk.RatioEstimator("kliep").set_params(method="ulsif", method__n_centres=4)
+    assert type(est.method) is ULSIF and est.method.n_centres == 4
+    with pytest.raises(ValueError, match=r"`n_folds` must be a parameter of ULSIF"):
+        rk.RatioEstimator().set_params(method__n_folds=3)
+    with pytest.raises(ValueError, match=r"`method` must be one of .*got 'ulsiff'"):
+        rk.RatioEstimator("ulsiff").set_params(method__n_centres=3)
+
+
 def test_pipeline_gives_log_ratios_and_membership_probabilities_of_the_raw_rows():
     # A pipeline forwards decision_function / predict_proba / predict. Its log ratio is that of
     # the raw rows: standardising both samples by the same invertible affine map multiplies

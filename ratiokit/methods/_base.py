@@ -67,7 +67,7 @@ class Discrepancy(nn.Module):
     divergence_kinds: ClassVar[tuple[str, ...]] = ()
     refit_per_batch: ClassVar[bool] = False
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Discrepancy:  # noqa: D102
+    def __new__(cls, *args: Any, **kwargs: Any) -> Discrepancy:
         # Record the constructor's arguments, defaults filled in, before ``__init__`` validates
         # and converts them: :meth:`get_params` returns them as given. ``__new__`` sees the
         # arguments of the class being built only (a subclass calling ``super().__init__``
