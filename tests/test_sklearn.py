@@ -21,7 +21,15 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import ratiokit as rk
-from ratiokit.methods import KLIEP, METHODS, ULSIF, Classifier, MomentMatching, RuLSIF
+from ratiokit.methods import (
+    KLIEP,
+    METHODS,
+    ULSIF,
+    Classifier,
+    Discrepancy,
+    MomentMatching,
+    RuLSIF,
+)
 from ratiokit.synthetic import GaussianShift
 from tests.test_fdiv import js_by_quadrature
 
@@ -217,6 +225,20 @@ def test_every_method_round_trips_get_params_through_its_constructor(name):
     assert method.set_params(**SETTINGS[name]) is method
     assert repr(method) == repr(wanted) != repr(rebuilt)
     assert method.get_params(deep=False) == wanted.get_params(deep=False)
+
+
+class NoSettings(Discrepancy):
+    """A method without an ``__init__`` of its own: nn.Module's ``*args, **kwargs`` only."""
+
+    name = "no_settings"
+
+
+def test_a_method_without_settings_has_no_params_and_clones():
+    method = NoSettings()
+    assert method.get_params() == {}
+    assert type(clone(method)) is NoSettings and clone(method) is not method
+    with pytest.raises(ValueError, match=r"`x` must be a parameter of NoSettings, one of \[\]"):
+        method.set_params(x=1)
 
 
 def test_set_params_validates_and_leaves_a_refused_method_unchanged():

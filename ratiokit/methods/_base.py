@@ -72,11 +72,19 @@ class Discrepancy(nn.Module):
         # and converts them: :meth:`get_params` returns them as given. ``__new__`` sees the
         # arguments of the class being built only (a subclass calling ``super().__init__``
         # with other values does not overwrite them); unpickling and deep copies call it with
-        # no arguments, then restore the recorded ones with the rest of the state.
+        # no arguments, then restore the recorded ones with the rest of the state. As in
+        # scikit-learn, ``*args`` and ``**kwargs`` are not parameters (a subclass without an
+        # ``__init__`` of its own has none).
         self = super().__new__(cls)
-        bound = inspect.signature(cls.__init__).bind_partial(self, *args, **kwargs)
+        signature = inspect.signature(cls.__init__)
+        bound = signature.bind_partial(self, *args, **kwargs)
         bound.apply_defaults()
-        params = {name: value for name, value in bound.arguments.items() if value is not self}
+        named = [
+            p.name
+            for p in list(signature.parameters.values())[1:]
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        params = {name: bound.arguments[name] for name in named if name in bound.arguments}
         object.__setattr__(self, "_init_params", params)
         return self
 
