@@ -364,15 +364,22 @@ class RatioEstimator(BaseEstimator):
     n_features_in_ : int
     n_p_, n_q_ : int
         Sizes of the two samples seen in ``fit``.
+    classes_ : ndarray of shape (2,)
+        ``[0, 1]``: Q's label, then P's.
 
     Notes
     -----
     ``y`` must hold exactly the labels 0 and 1: which of two other labels marks the
-    numerator would be a guess. scikit-learn's estimator checks pass except two that fit
-    with labels {1, 2} (see ``tests/test_sklearn.py``). :meth:`score` is the mean
-    log-likelihood of the implied classifier, so ``GridSearchCV`` compares ratio methods or
-    their settings on held-out folds (use stratified folds, so each fold holds both samples);
-    :meth:`diagnostics` checks a fitted ratio on held-out samples.
+    numerator would be a guess. It is a classifier of the two samples in scikit-learn's
+    sense: :meth:`predict_proba` and :meth:`predict` give the sample each row is from, and
+    an integer ``cv`` in ``GridSearchCV`` means stratified folds, each holding both samples.
+    It passes scikit-learn's estimator checks except those that fit with other labels or
+    expect scikit-learn's wording of an error (see ``tests/test_sklearn.py``). :meth:`score`
+    is the mean log-likelihood of the implied classifier, so ``GridSearchCV`` compares ratio
+    methods or their settings on held-out folds; a method's own settings are reached by
+    nested names, ``{"method__n_centres": [50, 100]}`` for ``RatioEstimator(ULSIF())``. At
+    the end of a :class:`~sklearn.pipeline.Pipeline`, :meth:`decision_function` gives the log
+    ratio. :meth:`diagnostics` checks a fitted ratio on held-out samples.
 
     Examples
     --------
@@ -399,6 +406,27 @@ class RatioEstimator(BaseEstimator):
         self.rng = rng
         self.device = device
 
+    def set_params(self, **params: Any) -> RatioEstimator:
+        """Set parameters, the method's own by nested names (``method__n_centres=50``).
+
+        With a method given by name, nested names apply to a fresh instance of that method
+        (``"ulsif"`` becomes ``ULSIF(n_centres=50)``), as ``GridSearchCV`` needs for
+        ``RatioEstimator()`` with ``{"method__n_centres": [50, 100]}``.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For an unknown parameter, nested or not, or an unknown method name.
+        """
+        method = params.get("method", self.method)
+        if isinstance(method, str) and any(key.startswith("method__") for key in params):
+            params = {**params, "method": get_method(method)}
+        return super().set_params(**params)
+
     def fit(self, X: Any, y: Any) -> RatioEstimator:  # noqa: N803 - scikit-learn convention
         """Fit on the pooled sample ``X`` with ``y`` in {0, 1} (1 = sample from P).
 
@@ -406,7 +434,9 @@ class RatioEstimator(BaseEstimator):
         ------
         ValueError, TypeError
             For invalid ``X`` (masked entries included) or labels, a method that is not a
-            ratio method, or an unavailable ``device``.
+            ratio method or that fits no log ratio on these samples (``"moments"`` when no
+            exponential tilt of Q's rows matches P's mean statistics: its default
+            ``"mean_cov"`` has ``d + d (d + 1) / 2`` of them), or an unavailable ``device``.
         FloatingPointError
             If the fitted log ratio is NaN at some training row.
 
@@ -433,7 +463,14 @@ class RatioEstimator(BaseEstimator):
         )
         self.method_ = method.to(x_p.device).fit_critic(x_p, x_q, rng=check_rng(self.rng))
         self.n_p_, self.n_q_ = x_p.shape[0], x_q.shape[0]
-        _training_log_ratio_check(self.method_, x_p, x_q, stacklevel=4)
+        self.classes_ = np.array([0, 1])
+        try:
+            _training_log_ratio_check(self.method_, x_p, x_q, stacklevel=4)
+        except RuntimeError as err:  # the method fitted no log ratio it can evaluate
+            raise ValueError(
+                f"`method` must fit a log ratio on these samples; got {method.name!r}, which "
+                f"did not: {err}"
+            ) from err
         return self
 
     def log_ratio(self, X: Any) -> Any:  # noqa: N803
@@ -464,6 +501,49 @@ class RatioEstimator(BaseEstimator):
         """``r(x) = p(x) / q(x)`` at the rows of ``X``."""
         out = self.log_ratio(X)
         return out.exp() if is_tensor(out) else np.exp(out)
+
+    def decision_function(self, X: Any) -> Any:  # noqa: N803
+        """``log r(x)`` at the rows of ``X``, as :meth:`log_ratio`: the door a Pipeline opens.
+
+        A pipeline forwards only scikit-learn's methods, so
+        ``make_pipeline(StandardScaler(), RatioEstimator()).decision_function(X)`` is the log
+        ratio of the scaled rows, which is the log ratio of the raw rows: an invertible map
+        applied to both samples multiplies both densities by the same Jacobian. Unlike a
+        classifier's logit it leaves out the class prior: it is positive where ``p > q``, and
+        :meth:`predict` adds ``log(n_p_ / n_q_)`` before thresholding.
+        """
+        return self.log_ratio(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        """Probability that each row of ``X`` is from P (column 1) or from Q (column 0).
+
+        ``P(y = 1 | x) = r(x) n_p / (r(x) n_p + n_q) = sigmoid(log r(x) + log(n_p_ / n_q_))``:
+        the class-probability a classifier would give for a row drawn from the training mix
+        of the two samples (``n_p_`` rows from P, ``n_q_`` from Q).
+
+        Returns
+        -------
+        ndarray of shape (n, 2)
+            Columns in the order of ``classes_``, ``[0, 1]`` (Q, P); NumPy for any input.
+        """
+        logit = torch.as_tensor(self._membership_logit(X))
+        return torch.stack([torch.sigmoid(-logit), torch.sigmoid(logit)], 1).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        """The more probable sample of each row of ``X`` (1 = P, 0 = Q), by :meth:`predict_proba`.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+        """
+        positive = self._membership_logit(X) > 0  # checks that the estimator is fitted
+        return self.classes_[positive.astype(int)]
+
+    def _membership_logit(self, X: Any) -> np.ndarray:  # noqa: N803
+        """``log r(x) + log(n_p_ / n_q_)`` in float64 NumPy: the implied classifier's logit."""
+        out = self.log_ratio(X)
+        out = out.detach().cpu().numpy() if is_tensor(out) else out
+        return np.asarray(out, dtype=np.float64) + math.log(self.n_p_ / self.n_q_)
 
     def score(self, X: Any, y: Any) -> float:  # noqa: N803
         """Mean log-likelihood of ``y`` under the classifier the ratio implies (higher is better).
@@ -511,6 +591,9 @@ class RatioEstimator(BaseEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
+        # A classifier of the two samples: integer `cv` in GridSearchCV and cross_val_score
+        # then means stratified folds, so every fold holds rows of P and of Q.
+        tags.estimator_type = "classifier"
         # y marks two samples: scikit-learn's estimator checks then pass binary targets.
         tags.classifier_tags = ClassifierTags(multi_class=False)
         tags.non_deterministic = self.rng is None

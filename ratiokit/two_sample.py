@@ -102,7 +102,7 @@ def _resolve_method(method: str | Discrepancy) -> Discrepancy:
     if isinstance(method, str) and method not in METHODS:
         names = sorted({*METHODS, *TEST_METHODS})
         raise ValueError(f"`method` must be one of {names} or a Discrepancy; got {method!r}.")
-    return get_method(method)
+    return METHODS[method].for_two_sample_test() if isinstance(method, str) else get_method(method)
 
 
 def _two_sample_test_iv(

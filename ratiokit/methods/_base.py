@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 import torch
@@ -43,6 +44,14 @@ class Discrepancy(nn.Module):
 
     Notes
     -----
+    Settings follow scikit-learn's conventions: :meth:`get_params` returns the constructor's
+    arguments as given (recorded when the instance is created, so every subclass gets them
+    from its ``__init__`` signature), :meth:`set_params` rebuilds the instance with new ones,
+    and :func:`sklearn.base.clone` gives an unfitted copy. Nested names reach a setting's own
+    settings (``critic__C`` for a scikit-learn critic), and through
+    :class:`~ratiokit.RatioEstimator` a method's (``method__n_centres``), as in
+    ``GridSearchCV``.
+
     Training hooks (the alternating loop of :mod:`ratiokit._train`): :meth:`init_critic`
     builds the trainable critic without training it; the critic's parameters descend
     :meth:`critic_loss` (default ``-forward``: they ascend the discrepancy); the model
@@ -57,6 +66,102 @@ class Discrepancy(nn.Module):
     learned_critic: ClassVar[bool] = False
     divergence_kinds: ClassVar[tuple[str, ...]] = ()
     refit_per_batch: ClassVar[bool] = False
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Discrepancy:
+        # Record the constructor's arguments, defaults filled in, before ``__init__`` validates
+        # and converts them: :meth:`get_params` returns them as given. ``__new__`` sees the
+        # arguments of the class being built only (a subclass calling ``super().__init__``
+        # with other values does not overwrite them); unpickling and deep copies call it with
+        # no arguments, then restore the recorded ones with the rest of the state. As in
+        # scikit-learn, ``*args`` and ``**kwargs`` are not parameters (a subclass without an
+        # ``__init__`` of its own has none).
+        self = super().__new__(cls)
+        signature = inspect.signature(cls.__init__)
+        bound = signature.bind_partial(self, *args, **kwargs)
+        bound.apply_defaults()
+        named = [
+            p.name
+            for p in list(signature.parameters.values())[1:]
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        params = {name: bound.arguments[name] for name in named if name in bound.arguments}
+        object.__setattr__(self, "_init_params", params)
+        return self
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments, as given; with ``deep``, also ``name__sub`` entries.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return the parameters of each argument that has ``get_params`` (a
+            scikit-learn critic), as ``<argument>__<parameter>``.
+
+        Returns
+        -------
+        dict
+            ``type(self)(**self.get_params(deep=False))`` is an unfitted copy.
+
+        Examples
+        --------
+        >>> from ratiokit.methods import ULSIF
+        >>> ULSIF(n_centres=50).get_params()["n_centres"]
+        50
+        """
+        params = dict(self._init_params)
+        if deep:
+            for name, value in self._init_params.items():
+                if hasattr(value, "get_params") and not isinstance(value, type):
+                    params.update({f"{name}__{k}": v for k, v in value.get_params().items()})
+        return params
+
+    def set_params(self, **params: Any) -> Discrepancy:
+        """Set constructor arguments (``name=value``) or their own (``name__sub=value``).
+
+        The instance is rebuilt by its constructor from the merged arguments, so new values
+        are validated as at construction and any fitted state is dropped; if a value is
+        refused, the instance is left unchanged.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            For a name that is not a constructor argument, or a nested name whose argument
+            has no ``set_params``; the constructor's errors for refused values.
+
+        Examples
+        --------
+        >>> from ratiokit.methods import ULSIF
+        >>> ULSIF().set_params(n_centres=50).n_centres
+        50
+        """
+        own = dict(self._init_params)
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in own:
+                raise ValueError(
+                    f"`{name}` must be a parameter of {type(self).__name__}, one of "
+                    f"{sorted(own)}; got {key!r}."
+                )
+            if sub:
+                if not hasattr(own[name], "set_params"):
+                    raise ValueError(
+                        f"`{name}` must have parameters of its own to set {key!r}; got "
+                        f"{own[name]!r}."
+                    )
+                nested.setdefault(name, {})[sub] = value
+            else:
+                own[name] = value
+        fresh = type(self)(**own)  # validates before anything changes
+        for name, sub_params in nested.items():
+            own[name].set_params(**sub_params)
+        self.__dict__.clear()
+        self.__dict__.update(fresh.__dict__)
+        return self
 
     def forward(self, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
         """Estimate D(P, Q) from ``x_p`` (n, d) ~ P and ``x_q`` (m, d) ~ Q as a 0-d tensor."""
@@ -77,6 +182,11 @@ class Discrepancy(nn.Module):
     @classmethod
     def for_divergence(cls, kind: str) -> Discrepancy:
         """A default instance configured to estimate ``kind`` (e.g. the matching f)."""
+        return cls()
+
+    @classmethod
+    def for_two_sample_test(cls) -> Discrepancy:
+        """The instance :func:`ratiokit.two_sample_test` uses for the method's registry name."""
         return cls()
 
     def estimate_divergence(self, kind: str, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:

@@ -194,6 +194,15 @@ class MomentMatching(Discrepancy):
         self.n_iter_ = 0
         self.n_features_in_: int | None = None
 
+    @classmethod
+    def for_two_sample_test(cls) -> MomentMatching:
+        """Hotelling's test of the means (``"mean"``, k = d), the test ``method="moments"`` names.
+
+        ``"mean_cov"`` would add ``d (d + 1) / 2`` second moments, needing more than
+        ``d (d + 3) / 2 + 1`` rows in all; pass an instance to test other statistics.
+        """
+        return cls("mean")
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The statistics ``s(x)`` at the rows of ``x`` (n, d), as a float64 tensor (n, k).
 
