@@ -6,8 +6,8 @@ difference to zero. Never imports pykeops or matplotlib at import time.
 """
 
 from ratiokit import simulators
-from ratiokit._permutation import NonFiniteStatisticError
 from ratiokit.benchmark import benchmark
+from ratiokit.exceptions import ExecutorError, NonFiniteStatisticError
 from ratiokit.fitting import fit
 from ratiokit.kernels import Kernel
 from ratiokit.methods import (
@@ -35,6 +35,7 @@ __all__ = [
     "Discrepancy",
     "DivergenceResult",
     "EnergyDistance",
+    "ExecutorError",
     "FDivergence",
     "FitResult",
     "Kernel",

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ratiokit.exceptions import NonFiniteStatisticError
 from ratiokit.kernels import (
     EXACT_MAX_FEATURES,
     Kernel,
@@ -43,7 +44,6 @@ from ratiokit.kernels import (
 __all__ = [
     "MAX_LABEL_BYTES",
     "LabelMatrix",
-    "NonFiniteStatisticError",
     "QuadraticForms",
     "check_finite_statistics",
     "check_label_memory",
@@ -632,15 +632,6 @@ def vmap_statistics(
 # ---------------------------------------------------------------------------------------------
 
 
-class NonFiniteStatisticError(ValueError):
-    """A two-sample statistic was NaN or infinite, so it has no p-value.
-
-    A subclass of ValueError: like invalid input, it means the data or the settings (data at an
-    extreme scale, a bandwidth far from the data's scale, a custom ``forward`` that returns NaN
-    or inf) must change before the test can answer.
-    """
-
-
 def check_finite_statistics(
     observed: float, null: np.ndarray, *, exact: bool, name: str = "statistic"
 ) -> None:
@@ -696,7 +687,7 @@ def pvalue(
     >>> pvalue(float("nan"), np.array([1.0, 2.0]), "greater", exact=False, scale=1.0)
     Traceback (most recent call last):
     ...
-    ratiokit._permutation.NonFiniteStatisticError: the observed statistic is nan, so there is \
+    ratiokit.exceptions.NonFiniteStatisticError: the observed statistic is nan, so there is \
 no p-value. Likely causes: data at an extreme scale (overflow or underflow; rescale the data), a \
 bandwidth far from the data's scale, or a custom `forward` that returns NaN or inf.
     """

@@ -19,7 +19,7 @@ critic (MMD's bandwidth) fixes it once, from the data. Searches run on the uncon
 A bootstrap replicate resamples the data, draws new common random numbers and repeats the
 local search from the estimate; replicates are tasks of the executor.
 
-An :class:`~ratiokit._simulation.ExecutorError` (the executor broke, a task killed its
+An :class:`~ratiokit.exceptions.ExecutorError` (the executor broke, a task killed its
 workers, or none finished within ``timeout``) ends a search like an interrupt: the
 evaluations that finished, those of the failing round included, are kept in the outcome.
 """
@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from scipy import optimize
 
-from ratiokit._simulation import ExecutorError, SimulationEngine, run_tasks
+from ratiokit._simulation import SimulationEngine, run_tasks
 from ratiokit._transforms import BoxTransform
+from ratiokit.exceptions import ExecutorError
 from ratiokit.methods import Discrepancy, get_method
 
 __all__ = ["SEARCHES", "SearchOutcome", "SearchSpec", "bootstrap", "run_search"]
@@ -351,7 +352,7 @@ def bootstrap(
 ) -> tuple[np.ndarray, int, int, ExecutorError | None]:
     """``(replicates (B, k), n_simulations, n_retries, error)``; failed replicates are NaN rows.
 
-    ``error`` is the :class:`~ratiokit._simulation.ExecutorError` that stopped the replicates
+    ``error`` is the :class:`~ratiokit.exceptions.ExecutorError` that stopped the replicates
     (those that did not finish are NaN rows), else None.
     """
     seeds = [g.bit_generator.seed_seq for g in rng.spawn(n_bootstrap)]

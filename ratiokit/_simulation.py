@@ -33,9 +33,10 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from ratiokit.exceptions import ExecutorError
+
 __all__ = [
     "NAN_POLICIES",
-    "ExecutorError",
     "SimulationEngine",
     "TaskError",
     "check_executor",
@@ -53,37 +54,6 @@ class TaskError:
     """A simulator's exception, captured inside a task (picklable, so it crosses processes)."""
 
     message: str
-
-
-class ExecutorError(RuntimeError):
-    """Executor tasks that cannot finish; what finished before is kept.
-
-    Raised when a task fails in the executor more than ``max_retries`` times, when the
-    executor cannot run it again (a broken process pool, a dask ``KilledWorker``), or when
-    no task finishes within ``timeout`` seconds. It is chained from the executor's exception.
-
-    Attributes
-    ----------
-    unfinished : tuple of str
-        The tasks that did not finish, e.g. ``"simulate(theta=[0.6, 1], batch 0)"``.
-    outputs : list
-        Every task's output in order, None for the unfinished ones (per theta, from
-        :meth:`SimulationEngine.run`).
-    n_retries : int
-        Tasks resubmitted before the failure.
-    result : FitResult or None
-        Set by :func:`ratiokit.fit`: the fit up to the failure, or None if no evaluation
-        finished.
-    """
-
-    def __init__(
-        self, message: str, *, unfinished: tuple[str, ...], outputs: list[Any], n_retries: int
-    ) -> None:
-        super().__init__(message)
-        self.unfinished = unfinished
-        self.outputs = outputs
-        self.n_retries = n_retries
-        self.result: Any = None
 
 
 def simulate_batch(simulator: Callable[..., Any], theta: np.ndarray, n: int, seed: Any) -> Any:

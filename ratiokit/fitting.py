@@ -41,7 +41,6 @@ from ratiokit._rng import check_rng, torch_generator
 from ratiokit._search import SEARCHES, SearchSpec, bootstrap, run_search
 from ratiokit._simulation import (
     NAN_POLICIES,
-    ExecutorError,
     check_executor,
     check_output,
     format_theta,
@@ -51,11 +50,12 @@ from ratiokit._train import check_overwrite_flag
 from ratiokit._transforms import BoxTransform, check_bounds
 from ratiokit._validation import as_sample, check_choice, check_int, check_positive
 from ratiokit.config import TrainConfig
+from ratiokit.exceptions import ExecutorError
 from ratiokit.methods import Discrepancy, get_method
 from ratiokit.results import FitResult
 from ratiokit.two_sample import _splits
 
-__all__ = ["KINDS", "ExecutorError", "fit", "simulate_at"]
+__all__ = ["KINDS", "fit", "simulate_at"]
 
 KINDS = ("auto", "module", "torch", "numpy")
 

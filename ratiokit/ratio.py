@@ -24,6 +24,7 @@ from ratiokit._validation import (
     is_tensor,
 )
 from ratiokit.diagnostics import ratio_diagnostics
+from ratiokit.exceptions import NonFiniteStatisticError
 from ratiokit.methods import METHODS, Discrepancy, get_method
 from ratiokit.results import DivergenceResult, RatioDiagnostics
 
@@ -85,7 +86,7 @@ NONFINITE_FIX = (
 
 
 def _check_finite(values: torch.Tensor, what: str, fix: str, stacklevel: int) -> None:
-    """Raise FloatingPointError if ``values`` hold NaN; warn if they hold +-inf.
+    """Raise NonFiniteStatisticError if ``values`` hold NaN; warn if they hold +-inf.
 
     ``what`` names the values in the message, ``fix`` says what to change, and ``stacklevel``
     points the warning at the user's call.
@@ -95,7 +96,7 @@ def _check_finite(values: torch.Tensor, what: str, fix: str, stacklevel: int) ->
         return
     where = "" if values.ndim == 0 else f" at {int((nan | inf).sum())} of {values.numel()} rows"
     if bool(nan.any()):
-        raise FloatingPointError(f"{what} is NaN{where}; {fix}")
+        raise NonFiniteStatisticError(f"{what} is NaN{where}; {fix}")
     warnings.warn(f"{what} is infinite{where}; {fix}", UserWarning, stacklevel=stacklevel)
 
 
@@ -159,7 +160,7 @@ def discrepancy(
         For invalid samples (NaN, inf, wrong shape, too few rows, mismatched features or
         data-frame columns, masked entries, non-numeric data), an unknown method, a wrong
         ``rng``, or an unavailable ``device``.
-    FloatingPointError
+    NonFiniteStatisticError
         If the estimate is NaN.
 
     Warns
@@ -249,7 +250,7 @@ def divergence(
         If ``kind`` is unknown or ``method`` cannot estimate it (the message lists those that
         can), ``method`` is neither a name nor a Discrepancy, the samples are invalid (as in
         :func:`discrepancy`), or ``device`` is unavailable.
-    FloatingPointError
+    NonFiniteStatisticError
         If the estimate is NaN (for a plug-in, the message says at how many training rows
         the fitted log ratio is NaN).
 
@@ -437,7 +438,7 @@ class RatioEstimator(BaseEstimator):
             ratio method or that fits no log ratio on these samples (``"moments"`` when no
             exponential tilt of Q's rows matches P's mean statistics: its default
             ``"mean_cov"`` has ``d + d (d + 1) / 2`` of them), or an unavailable ``device``.
-        FloatingPointError
+        NonFiniteStatisticError
             If the fitted log ratio is NaN at some training row.
 
         Warns
@@ -650,7 +651,7 @@ def estimate_ratio(
     ValueError, TypeError
         For invalid samples (as in :func:`discrepancy`), a method that is not a ratio
         method, or an unavailable ``device``.
-    FloatingPointError
+    NonFiniteStatisticError
         If the fitted log ratio is NaN at some point of ``x_p`` or ``x_q``.
 
     Warns

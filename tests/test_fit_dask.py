@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import ratiokit as rk
-from ratiokit.fitting import ExecutorError
+from ratiokit.exceptions import ExecutorError
 from ratiokit.simulators import GaussianLocationScale
 from tests import test_simulation as faults
 

@@ -22,7 +22,7 @@ import pytest
 import ratiokit as rk
 from ratiokit._simulation import format_theta, run_tasks
 from ratiokit.config import TrainConfig
-from ratiokit.fitting import ExecutorError
+from ratiokit.exceptions import ExecutorError
 from ratiokit.simulators import GaussianLocationScale
 
 GAUSS = GaussianLocationScale(theta_true=(1.0, 2.0))
