@@ -365,8 +365,9 @@ def _warn_feature_scales(a: torch.Tensor, b: torch.Tensor) -> None:
         warnings.warn(
             f"the features' scales differ by a factor of {ratio:.3g} (pooled standard "
             f"deviation of feature {widest} over feature {narrowest}), so the widest features "
-            "dominate the test; pass `standardize=True` to give every feature unit variance "
-            "(label-free: the test stays exact), or rescale the features yourself",
+            "dominate the test; pass `standardize=True` (`ratiokit test --standardize`) to "
+            "give every feature unit variance (label-free: the test stays exact), or rescale "
+            "the features yourself",
             UserWarning,
             stacklevel=3,
         )
