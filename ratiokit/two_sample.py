@@ -51,6 +51,7 @@ from ratiokit._validation import (
     check_int,
     check_positive,
 )
+from ratiokit.critics import canonical_order
 from ratiokit.kernels import (
     DEFAULT_TILE,
     Kernel,
@@ -327,11 +328,14 @@ def two_sample_test(
 def _pooled_std(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-feature mean and standard deviation (ddof 0) of the pooled sample, in float64.
 
-    The deviations are divided by each feature's largest one before squaring, so the standard
-    deviation neither overflows nor underflows at any scale of the data (0 for a constant
-    feature).
+    The pooled rows are summed in their canonical order, so the moments are bit-identical for
+    every split of the same rows into two samples (a function of the unordered pooled sample
+    even in floating point). The deviations are divided by each feature's largest one before
+    squaring, so the standard deviation neither overflows nor underflows at any scale of the
+    data (0 for a constant feature).
     """
     z = torch.cat([a, b]).detach().to(torch.float64)
+    z = z[canonical_order(z)]
     mean = z.mean(0)
     dev = z - mean
     top = dev.abs().amax(0)

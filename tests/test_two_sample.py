@@ -1088,6 +1088,19 @@ def test_standardized_p_value_does_not_depend_on_the_features_units(scales, offs
     assert moved.pvalue == res.pvalue
 
 
+def test_standardisation_is_the_same_map_for_every_relabelling_bit_for_bit():
+    # The pooled moments are summed in the rows' canonical order, so any relabelling (here a
+    # random split of the pooled rows) is standardised by exactly the same map.
+    from ratiokit.two_sample import _standardize
+
+    gen = np.random.default_rng(3)
+    z = torch.tensor(gen.normal(size=(30, 3)) * [1e-3, 1.0, 1e4] + [1e5, 0.0, -7.0])
+    a, b = _standardize(z[:12], z[12:])
+    order = torch.as_tensor(gen.permutation(30))
+    a2, b2 = _standardize(z[order[:17]], z[order[17:]])
+    assert torch.equal(torch.cat([a2, b2]), torch.cat([a, b])[order])
+
+
 def test_standardize_leaves_a_constant_feature_without_effect():
     # A constant feature adds 0 to every distance: the test equals the test without it
     # (before, dividing by its standard deviation 0 would have made it NaN).
