@@ -2,31 +2,74 @@
 
 Estimate how two samples differ, as a density ratio ``p/q`` or a difference ``p - q``,
 test whether they come from one distribution, and fit simulators by driving that
-difference to zero. Never imports pykeops or matplotlib at import time.
+difference to zero. Never imports pykeops or matplotlib at import time, and imports torch
+only when a name below is first used (PEP 562), so ``ratiokit --version`` answers at once.
 """
 
-from ratiokit import simulators
-from ratiokit.benchmark import benchmark
-from ratiokit.exceptions import ExecutorError, NonFiniteStatisticError
-from ratiokit.fitting import fit
-from ratiokit.kernels import Kernel
-from ratiokit.methods import (
-    METHODS,
-    MMD,
-    Classifier,
-    Discrepancy,
-    EnergyDistance,
-    FDivergence,
-    KernelMeanMatching,
-    MomentMatching,
-    NeuralBregman,
-    get_method,
-)
-from ratiokit.ratio import RatioEstimator, discrepancy, divergence, estimate_ratio
-from ratiokit.results import DivergenceResult, FitResult, RatioDiagnostics, TwoSampleTestResult
-from ratiokit.two_sample import two_sample_test
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ratiokit import simulators
+    from ratiokit.benchmark import benchmark
+    from ratiokit.exceptions import ExecutorError, NonFiniteStatisticError
+    from ratiokit.fitting import fit
+    from ratiokit.kernels import Kernel
+    from ratiokit.methods import (
+        METHODS,
+        MMD,
+        Classifier,
+        Discrepancy,
+        EnergyDistance,
+        FDivergence,
+        KernelMeanMatching,
+        MomentMatching,
+        NeuralBregman,
+        get_method,
+    )
+    from ratiokit.ratio import RatioEstimator, discrepancy, divergence, estimate_ratio
+    from ratiokit.results import (
+        DivergenceResult,
+        FitResult,
+        RatioDiagnostics,
+        TwoSampleTestResult,
+    )
+    from ratiokit.two_sample import two_sample_test
 
 __version__ = "0.1.0.dev0"
+
+#: Public name -> the module that defines it, imported on first use.
+_SOURCES = {
+    "benchmark": "ratiokit.benchmark",
+    **dict.fromkeys(["ExecutorError", "NonFiniteStatisticError"], "ratiokit.exceptions"),
+    "fit": "ratiokit.fitting",
+    "Kernel": "ratiokit.kernels",
+    **dict.fromkeys(
+        [
+            "METHODS",
+            "MMD",
+            "Classifier",
+            "Discrepancy",
+            "EnergyDistance",
+            "FDivergence",
+            "KernelMeanMatching",
+            "MomentMatching",
+            "NeuralBregman",
+            "get_method",
+        ],
+        "ratiokit.methods",
+    ),
+    **dict.fromkeys(
+        ["RatioEstimator", "discrepancy", "divergence", "estimate_ratio"], "ratiokit.ratio"
+    ),
+    **dict.fromkeys(
+        ["DivergenceResult", "FitResult", "RatioDiagnostics", "TwoSampleTestResult"],
+        "ratiokit.results",
+    ),
+    "two_sample_test": "ratiokit.two_sample",
+}
 
 __all__ = [
     "METHODS",
@@ -56,3 +99,24 @@ __all__ = [
     "simulators",
     "two_sample_test",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name, or a submodule (``ratiokit.kernels``), on first use."""
+    if name in _SOURCES:
+        value = getattr(importlib.import_module(_SOURCES[name]), name)
+    elif name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    else:
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -27,16 +27,16 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 import ratiokit
-from ratiokit._rng import check_rng
-from ratiokit._validation import as_sample_pair
-from ratiokit.kernels import Kernel, keops_available, kernel_sum
-from ratiokit.synthetic import GaussianShift
-from ratiokit.two_sample import two_sample_test
+
+if TYPE_CHECKING:
+    import torch
+
+    from ratiokit.kernels import Kernel
 
 __all__ = ["build_parser", "main"]
 
@@ -90,6 +90,8 @@ def _max_rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _check_torch() -> str:
+    import torch
+
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(64, 48, dtype=torch.float64, generator=gen)
     b = torch.randn(48, 32, dtype=torch.float64, generator=gen)
@@ -102,6 +104,10 @@ def _check_torch() -> str:
 def _gaussian_problem(
     device: str, n: int = 200, m: int = 300
 ) -> tuple[Kernel, torch.Tensor, torch.Tensor, torch.Tensor]:
+    import torch
+
+    from ratiokit.kernels import Kernel
+
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, 3, dtype=torch.float64, generator=gen).to(device)
     y = torch.randn(m, 3, dtype=torch.float64, generator=gen).to(device)
@@ -110,6 +116,10 @@ def _gaussian_problem(
 
 
 def _check_dense() -> str:
+    import torch
+
+    from ratiokit.kernels import kernel_sum
+
     kernel, x, y, w = _gaussian_problem("cpu")
     # tile_size=64 makes the blocked path walk several tiles of the 200 x 300 Gram matrix.
     tiled = kernel_sum(kernel, x, y, w, backend="dense", tile_size=64)
@@ -121,6 +131,10 @@ def _check_dense() -> str:
 
 
 def _check_keops(device: str) -> str:
+    import torch
+
+    from ratiokit.kernels import keops_available, kernel_sum
+
     if device == "cuda" and not torch.cuda.is_available():
         raise _Skip("no CUDA device")
     if not keops_available():
@@ -135,6 +149,8 @@ def _check_keops(device: str) -> str:
 
 
 def _check_cuda() -> str:
+    import torch
+
     if not torch.cuda.is_available():
         built = (
             "built without CUDA" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
@@ -181,6 +197,8 @@ def _check_dask() -> str:
 
 
 def _doctor_checks() -> list[_Check]:
+    import torch
+
     keops = _version("pykeops")
     return [
         _Check(f"torch {torch.__version__}", _check_torch, required=True),
@@ -304,6 +322,8 @@ def _mmd_pair(
     shift: float,
     rng: np.random.Generator,
 ) -> _PairResult:
+    from ratiokit.two_sample import two_sample_test
+
     seed = int(rng.integers(2**31))
     res = two_sample_test(
         x_p, x_q, method="mmd", n_permutations=DEMO_PERMUTATIONS, rng=seed, progress=False
@@ -318,6 +338,8 @@ def _mmd_pair(
 
 def _demo_mmd(n: int, rng: np.random.Generator) -> list[_PairResult]:
     """Section 1: MMD^2 of a shifted pair and of a pair from one distribution."""
+    from ratiokit.synthetic import GaussianShift
+
     pair = GaussianShift(dim=DEMO_DIM, shift=DEMO_SHIFT)
     streams = rng.spawn(6)
     shifted = _mmd_pair(
@@ -428,6 +450,8 @@ def _demo_fit(n: int, rng: np.random.Generator) -> _FitDemo:
     The start is what a normal fit of the data would say: ``A`` at the median, ``B`` at the
     interquartile range over 1.349, and nearly no skew or tail (``g = k = 0.1``).
     """
+    import torch
+
     from ratiokit.config import TrainConfig
     from ratiokit.simulators import GAndK
 
@@ -482,6 +506,8 @@ def _print_fit(demo: _FitDemo) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from ratiokit._rng import check_rng
+
     start = time.perf_counter()
     rng = check_rng(args.seed)
     print(f"{PROG} {ratiokit.__version__} demo (n = {args.n}, seed = {args.seed})")
@@ -516,15 +542,48 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 TEXT_DELIMITERS = {".csv": ",", ".tsv": "\t", ".txt": None, ".dat": None}
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_non_number(path: Path, delimiter: str | None) -> str | None:
+    """Where the first cell that is not a number lies, after an optional header line:
+    the column by its header name (else its 1-based index) and the 1-based line number."""
+    rows = []
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            text = line.split("#", 1)[0].strip()  # comments and blank lines, as np.loadtxt
+            if text:
+                rows.append((number, [cell.strip() for cell in text.split(delimiter)]))
+    header = None
+    if rows and not all(map(_is_number, rows[0][1])):
+        header = [name.strip("'\"") for name in rows.pop(0)[1]]
+    for data_row, (number, cells) in enumerate(rows, start=1):
+        for index, cell in enumerate(cells):
+            if not _is_number(cell):
+                column = f"column {index + 1}"
+                if header is not None and index < len(header):
+                    column = f"column {header[index]!r} ({column})"
+                return (
+                    f"{cell!r} in {column} of data row {data_row} (line {number}) is not a number"
+                )
+    return None
+
+
 def _read_text(path: Path, delimiter: str | None) -> np.ndarray:
     """Numbers of a delimited text file; one header line of column names is skipped."""
     try:
         return np.loadtxt(path, delimiter=delimiter, ndmin=2, dtype=np.float64)
-    except ValueError as first:
+    except ValueError:
         try:  # a header line of column names
             return np.loadtxt(path, delimiter=delimiter, ndmin=2, dtype=np.float64, skiprows=1)
-        except ValueError:
-            raise ValueError(f"cannot read `{path}` as a table of numbers: {first}") from first
+        except ValueError as err:  # a non-number below the header, or ragged rows
+            where = _first_non_number(path, delimiter) or str(err).rstrip(".")
+            raise ValueError(f"cannot read `{path}` as a table of numbers: {where}.") from err
 
 
 def _load_sample(name: str) -> np.ndarray:
@@ -547,7 +606,10 @@ def _load_sample(name: str) -> np.ndarray:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    x, y = _load_sample(args.x), _load_sample(args.y)
+    x, y = _load_sample(args.x), _load_sample(args.y)  # before importing torch: fast errors
+    from ratiokit._validation import as_sample_pair
+    from ratiokit.two_sample import two_sample_test
+
     # Validate under the file names, so a message says which file is wrong.
     x, y = as_sample_pair(x, y, (args.x, args.y), min_samples=2)
     res = two_sample_test(
@@ -558,6 +620,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
         alternative=args.alternative,
         rng=args.seed,
         progress=None if args.progress else False,
+        standardize=args.standardize,
     )
     n, m, d = x.shape[0], y.shape[0], x.shape[1]
     if args.json:
@@ -654,7 +717,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Likelihood-free density-ratio estimation: estimate, test and fit by "
         "comparing samples.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {ratiokit.__version__}")
+    parser.add_argument(
+        "-V", "--version", action="version", version=f"{PROG} {ratiokit.__version__}"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     doctor = commands.add_parser(
@@ -731,6 +796,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="S",
         help="random seed; the same seed gives the same p-value (default: fresh entropy)",
+    )
+    test.add_argument(
+        "--standardize",
+        action="store_true",
+        help="give every feature unit variance first (pooled mean and standard deviation, "
+        "label-free: the test stays exact); for features in different units",
     )
     test.add_argument("--json", action="store_true", help="print one JSON object")
     test.add_argument(

@@ -51,6 +51,7 @@ from ratiokit._validation import (
     check_int,
     check_positive,
 )
+from ratiokit.critics import canonical_order
 from ratiokit.kernels import (
     DEFAULT_TILE,
     Kernel,
@@ -77,6 +78,9 @@ ALTERNATIVES = ("greater", "less", "two-sided")
 BANDWIDTH_KERNELS = ("gaussian", "laplace", "imq", "rq")
 #: Pairwise distances behind the automatic bandwidth grids come from at most this many points.
 _GRID_SAMPLES = 1000
+#: Without ``standardize``, the test warns when the pooled per-feature standard deviations of
+#: the non-constant features span more than this factor (largest / smallest).
+SCALE_RATIO_WARN = 100.0
 #: MMDAgg warns when its C = B + 1 relabellings number fewer than this many per kernel: then
 #: its p-value cannot fall below half of a 5% level (see :class:`MMDAgg`, ``2 K / 0.05``).
 AGG_COLUMNS_PER_KERNEL = 40
@@ -114,10 +118,13 @@ def _two_sample_test_iv(
     rng: Any,
     device: Any,
     progress: Any,
+    standardize: Any,
 ) -> tuple[Discrepancy, torch.Tensor, torch.Tensor, int, str, np.random.Generator]:
     estimator = _resolve_method(method)
     n_perm = check_int(n_permutations, "n_permutations", minimum=1)
     alt = check_choice(alternative, "alternative", ALTERNATIVES)
+    if not isinstance(standardize, (bool, np.bool_)):
+        raise TypeError(f"`standardize` must be True or False; got {standardize!r}.")
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"`progress` must be None, True or False; got {progress!r}.")
     gen = check_rng(rng)
@@ -151,6 +158,7 @@ def two_sample_test(
     rng: Any = None,
     device: str | torch.device | None = None,
     progress: bool | None = None,
+    standardize: bool = False,
 ) -> TwoSampleTestResult:
     r"""Test H0: P = Q from samples ``x`` ~ P and ``y`` ~ Q by permutations.
 
@@ -208,6 +216,20 @@ def two_sample_test(
         Where to compute; default: where the inputs are (the CPU for NumPy input).
     progress : bool or None, default=None
         A tqdm progress bar on stderr: None shows it when the computation takes over a second.
+    standardize : bool, default=False
+        Centre each feature by the pooled sample's mean and divide it by the pooled
+        sample's standard deviation (ddof 0; a constant feature is only centred) before
+        testing, so that no feature dominates the distances by its units alone (wine
+        classes 1 and 2 at 8 vs 8 points, whose pooled standard deviations range from 0.13
+        to 151: the power of MMD at the 5% level goes from 0.50 to 1.00, over 100 draws).
+        The transform uses the pooled sample, never the labels: it is a fixed function of
+        the unordered pooled sample, so every relabelling sees the same points and the
+        permutation p-value stays exact; a learned critic is then fitted and tested on the
+        standardised split. The default, False, tests the data in the units given (as
+        SciPy's tests do), which is right when features share meaningful units; when the
+        non-constant features' pooled standard deviations differ by more than a factor of
+        100 (:data:`SCALE_RATIO_WARN`) the test warns and suggests True. Hotelling's T^2
+        (``"moments"``) does not depend on the features' units either way.
 
     Returns
     -------
@@ -215,7 +237,8 @@ def two_sample_test(
         ``statistic``, ``pvalue``, ``null_distribution`` (all C statistics when enumerated
         exactly, the observed one included; else the B random ones), ``method``,
         ``alternative``, ``n_permutations`` (the size of the null distribution) and
-        ``details`` (kernel, bandwidths, sizes, and method-specific values).
+        ``details`` (kernel, bandwidths, sizes, ``standardized``, and method-specific
+        values).
 
     Raises
     ------
@@ -237,7 +260,9 @@ def two_sample_test(
     energy distance and Hotelling's T^2, which do not depend on the data's location and units
     in exact arithmetic, stay the same from scale 1e-150 to 1e150. ``statistic`` keeps the
     data's units where it has them (the energy distance scales with the data; MMD^2 with a
-    bounded kernel and T^2 have none).
+    bounded kernel and T^2 have none). That internal division by one power of two is exact
+    and changes no result; ``standardize=True`` is a statistical choice that changes the
+    test (each feature gets unit variance), after which the internal factor is 1.
 
     References
     ----------
@@ -257,10 +282,14 @@ def two_sample_test(
     True
     """
     estimator, a, b, n_perm, alt, gen = _two_sample_test_iv(
-        x, y, method, n_permutations, alternative, rng, device, progress
+        x, y, method, n_permutations, alternative, rng, device, progress, standardize
     )
     split_rng, fit_rng, label_rng = gen.spawn(3)
-    details: dict[str, Any] = {}
+    details: dict[str, Any] = {"standardized": bool(standardize)}
+    if standardize:
+        a, b = _standardize(a, b)
+    elif not hasattr(estimator, "hotelling_t2"):  # Hotelling's T^2 is invariant to units
+        _warn_feature_scales(a, b)
     if _splits(estimator):
         (a_fit, b_fit), (a, b) = _split(a, b, split_rng)
         estimator.fit_critic(a_fit, b_fit, rng=fit_rng)
@@ -294,6 +323,63 @@ def two_sample_test(
         n_permutations=int(null.size),
         details=details,
     )
+
+
+def _pooled_std(
+    a: torch.Tensor, b: torch.Tensor, *, ordered: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and standard deviation (ddof 0) of the pooled sample, in float64.
+
+    ``ordered=True`` sums the pooled rows in their canonical order, so the moments are
+    bit-identical for every split of the same rows into two samples (a function of the
+    unordered pooled sample even in floating point; the sort costs about ten times the sums,
+    around a second for 100,000 points in 10-D, so the warning's check skips it). The
+    deviations are divided by each feature's largest one before squaring, so the standard
+    deviation neither overflows nor underflows at any scale of the data (0 for a constant
+    feature).
+    """
+    z = torch.cat([a, b]).detach().to(torch.float64)
+    if ordered:
+        z = z[canonical_order(z)]
+    mean = z.mean(0)
+    dev = z - mean
+    top = dev.abs().amax(0)
+    unit = torch.where(top > 0, top, torch.ones_like(top))
+    return mean, top * (dev / unit).square().mean(0).sqrt()
+
+
+def _standardize(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both samples centred by the pooled per-feature mean and divided by the pooled per-feature
+    standard deviation (1 for a constant feature, which is left centred), in their dtype.
+
+    The transform is a function of the unordered pooled sample, not of the labels, so every
+    relabelling sees the same transformed points and the permutation test stays exact.
+    """
+    mean, std = _pooled_std(a, b, ordered=True)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return tuple(((s.to(torch.float64) - mean) / std).to(s.dtype) for s in (a, b))
+
+
+def _warn_feature_scales(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Warn when the pooled per-feature standard deviations of the non-constant features span
+    more than :data:`SCALE_RATIO_WARN`: the widest features then dominate the distances."""
+    _, std = _pooled_std(a, b)
+    varying = torch.nonzero(std > 0).flatten()
+    if varying.numel() < 2:
+        return
+    ratio = float(std[varying].max() / std[varying].min())
+    if ratio > SCALE_RATIO_WARN:
+        widest = int(varying[std[varying].argmax()])
+        narrowest = int(varying[std[varying].argmin()])
+        warnings.warn(
+            f"the features' scales differ by a factor of {ratio:.3g} (pooled standard "
+            f"deviation of feature {widest} over feature {narrowest}), so the widest features "
+            "dominate the test; pass `standardize=True` (`ratiokit test --standardize`) to "
+            "give every feature unit variance (label-free: the test stays exact), or rescale "
+            "the features yourself",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _scheme(estimator: Discrepancy) -> str:

@@ -235,3 +235,40 @@ def test_small_scale_differences_need_more_than_the_median_heuristic():
         agg += two_sample_test(x, y, method="mmdagg", n_permutations=B, rng=seed).pvalue <= ALPHA
     assert median <= stats.binom.ppf(0.999, runs, ALPHA)
     assert agg / runs >= 0.35
+
+
+# --- standardize=True (issue 19) ------------------------------------------------------------
+
+# Under H0 with features in very different units and heavy tails, unequal n: the pooled mean
+# and standard deviation are label-free (a function of the unordered pooled sample), so the
+# standardised test is still exact and its rejections are Binomial(R, 0.05) as above.
+UNITS = np.array([1.0, 300.0, 0.01])
+
+
+def _scaled_null(g):
+    return g.standard_t(3, size=(25, 3)) * UNITS, g.standard_t(3, size=(60, 3)) * UNITS
+
+
+@cache
+def standardized_null_pvalues(method: str) -> np.ndarray:
+    pvalues = []
+    for seed in range(R):
+        x, y = _scaled_null(np.random.default_rng([seed, 19]))
+        res = two_sample_test(
+            x, y, method=FACTORIES[method](), n_permutations=B, rng=seed, standardize=True
+        )
+        pvalues.append(res.pvalue)
+    return np.array(pvalues)
+
+
+@pytest.mark.parametrize("method", ["mmd", "energy", "mmdagg", "mmd_opt", "logistic-ratio"])
+def test_standardized_test_keeps_its_level(method):
+    rejections = int(np.sum(standardized_null_pvalues(method) <= ALPHA))
+    assert LOW <= rejections <= HIGH, f"{rejections} rejections in {R} runs"
+
+
+def test_standardized_null_p_values_are_uniform_on_their_grid():
+    # As test_null_p_values_are_uniform_on_their_grid: deciles of k = 100 p, chi-square at 1%.
+    k = np.rint(standardized_null_pvalues("mmd") * (B + 1)).astype(int)
+    counts = np.bincount((k - 1) // 10, minlength=10)
+    assert stats.chisquare(counts).pvalue > 0.01, counts

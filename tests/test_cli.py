@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -427,7 +428,7 @@ def test_test_command_non_finite_values_and_memory_errors_exit_1(tmp_path, capsy
         n_permutations=res.n_permutations,
         details={"f_pvalue": math.nan},
     )
-    monkeypatch.setattr(cli, "two_sample_test", lambda *args, **kwargs: bad)
+    monkeypatch.setattr(rk.two_sample, "two_sample_test", lambda *args, **kwargs: bad)
     assert cli.main(["test", a, b, "--json"]) == 1  # never a bare NaN token
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and "JSON" in err
@@ -435,7 +436,78 @@ def test_test_command_non_finite_values_and_memory_errors_exit_1(tmp_path, capsy
     def out_of_memory(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(cli, "two_sample_test", out_of_memory)
+    monkeypatch.setattr(rk.two_sample, "two_sample_test", out_of_memory)
     assert cli.main(["test", a, b]) == 1
     err = capsys.readouterr().err
     assert err == "ratiokit: error: out of memory; use smaller samples or fewer permutations\n"
+
+
+# --- issue 19: --standardize, fast answers without torch, where a bad cell is ---------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "out", "err"),
+    [
+        (["--version"], f"ratiokit {rk.__version__}\n", ""),
+        (["-V"], f"ratiokit {rk.__version__}\n", ""),
+        (["test", "missing.csv", "y.csv"], "", "ratiokit: error: cannot read `missing.csv`: No"),
+        (["test", "x.xlsx", "y.csv"], "", "ratiokit: error: `x.xlsx` must be a .npy, .csv"),
+    ],
+)
+def test_version_and_file_errors_answer_without_importing_torch(tmp_path, argv, out, err):
+    # Before, `ratiokit.cli` imported torch (about 4 s cold) before parsing any argument.
+    code = (
+        "import sys\n"
+        "from ratiokit.cli import main\n"
+        "try:\n"
+        f"    status = main({argv!r})\n"
+        "except SystemExit as exit:\n"
+        "    status = exit.code\n"
+        "print('torch' in sys.modules, status, file=sys.stderr)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(rk.__file__).resolve().parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
+    *lines, last = proc.stderr.splitlines()
+    assert last == f"False {0 if out else 1}", proc.stderr
+    assert proc.stdout == out and "\n".join(lines).startswith(err)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        (
+            "h.csv",
+            "alcohol,malic,ash\n1,2,3\n4,5,6\n7,n/a,9\n",
+            "'n/a' in column 'malic' (column 2) of data row 3 (line 4) is not a number.",
+        ),
+        ("q.csv", '"a","b","c"\n1,2,3\n4,5,x\n', "'x' in column 'c' (column 3) of data row 2"),
+        ("n.csv", "1,2,3\n4,5,6\n7,8,?\n", "'?' in column 3 of data row 3 (line 3) is not"),
+        ("w.txt", "# comment\n1 2 3\n\n4 five 6\n", "'five' in column 2 of data row 2 (line 4)"),
+    ],
+)
+def test_a_non_numeric_cell_is_named_by_column_and_row(tmp_path, capsys, name, text, where):
+    # Before: "could not convert string 'alcohol' to float64 at row 0, column 1." (the header)
+    *_, b = _samples(tmp_path)
+    x = _write(tmp_path / name, text)
+    assert cli.main(["test", x, b]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"ratiokit: error: cannot read `{x}` as a table of numbers: {where}")
+    assert err.count("\n") == 1
+
+
+def test_test_command_standardize_equals_the_function(tmp_path, capsys):
+    x, y, a, b = _samples(tmp_path)
+    argv = ["test", a, b, "--permutations", "49", "--seed", "2", "--json", "--standardize"]
+    assert cli.main(argv) == 0
+    record = _strict_json(capsys.readouterr().out)
+    res = two_sample_test(x, y, n_permutations=49, rng=2, standardize=True)
+    assert record["details"]["standardized"] is True
+    assert record["pvalue"] == res.pvalue
+    assert record["statistic"] == pytest.approx(res.statistic, rel=1e-12)
