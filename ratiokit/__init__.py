@@ -7,7 +7,7 @@ difference to zero. Never imports pykeops or matplotlib at import time.
 
 from ratiokit import simulators
 from ratiokit.benchmark import benchmark
-from ratiokit.fitting import fit
+from ratiokit.fitting import ConvergenceWarning, fit
 from ratiokit.kernels import Kernel
 from ratiokit.methods import (
     METHODS,
@@ -31,6 +31,7 @@ __all__ = [
     "METHODS",
     "MMD",
     "Classifier",
+    "ConvergenceWarning",
     "Discrepancy",
     "DivergenceResult",
     "EnergyDistance",
