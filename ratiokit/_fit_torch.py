@@ -11,14 +11,16 @@ Two kinds of model go through :func:`ratiokit._train.train`:
 Minibatch gradients make the iterates wander around the optimum, so the estimate of
 ``theta`` is the average of the second half of the iterates (Polyak-Ruppert tail
 averaging). A run has *converged* when the iterates have stopped moving over that second
-half: per series, the least-squares slope over the tail is within ``z`` standard errors of
+half: per series, the least-squares slope over the tail is within ``c`` standard errors of
 zero, the standard error corrected for autocorrelation by an AR(1) fit to the detrended
-residuals (long-run variance ``gamma_0 (1 + phi) / (1 - phi)``), with ``z`` the two-sided
-Bonferroni bound of a 1% family-wise false-alarm rate over the series judged. The series are
+residuals (long-run variance ``gamma_0 (1 + phi) / (1 - phi)``), and ``c`` the two-sided
+Bonferroni bound of a 1% family-wise false-alarm rate over the series judged, from Student's
+t with the effective sample size less 2 degrees of freedom (the AR(1) fit's error makes the
+normal bound too narrow when the series wanders slowly). The series are
 theta's coordinates for a simulator and, for a generator network, the mean and standard
 deviation of each output feature on a fixed batch of probe noise (its samples, which a
 reparameterisation of its weights leaves alone; its losses and weights can drift while its
-samples do not, and the reverse). A tail too short to judge (under 20 effective samples: it
+samples do not, and the reverse). A tail too short to judge (under 10 effective samples: it
 wanders as slowly as it is long), a theta coordinate that never moved (a zero gradient: the
 loss is flat there) or a non-finite iterate is not converged either.
 """
@@ -48,7 +50,7 @@ _TAIL_FRACTION = 0.5
 _ALPHA = 0.01
 #: Fewest effective samples (tail length over the integrated autocorrelation time) for the
 #: trend test to judge a series: below it, the AR(1) fit underestimates the standard error.
-_MIN_EFFECTIVE = 20
+_MIN_EFFECTIVE = 10
 #: Rows of probe noise whose generated samples stand for a generator network's iterates.
 _N_PROBE = 256
 
@@ -157,17 +159,20 @@ def convergence_failure(values: np.ndarray, names: list[str], *, frozen_ok: bool
     keep = ~frozen
     z, n_eff = trend_statistics(tail[:, keep])
     kept = [name for name, k in zip(names, keep, strict=True) if k]
+    # Drift first: a series that wanders slowly (few effective samples) but still exceeds
+    # its wide bound is drifting; one that does not cannot be judged.
+    excess = np.abs(z) / stats.t.isf(_ALPHA / (2 * z.size), np.maximum(n_eff - 2, 1))
+    worst = int(np.argmax(excess))
+    if excess[worst] > 1:
+        return (
+            f"{kept[worst]} is still drifting: its trend over the last {n} steps is "
+            f"{abs(z[worst]):.3g} standard errors"
+        )
     slow = int(np.argmin(n_eff))
     if n_eff[slow] < _MIN_EFFECTIVE:
         return (
             f"{kept[slow]} wanders too slowly to judge over the last {n} steps "
             f"({n_eff[slow]:.0f} effective samples)"
-        )
-    worst = int(np.argmax(np.abs(z)))
-    if abs(z[worst]) > stats.norm.isf(_ALPHA / (2 * z.size)):
-        return (
-            f"{kept[worst]} is still drifting: its trend over the last {n} steps is "
-            f"{abs(z[worst]):.1f} standard errors"
         )
     return None
 
