@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ratiokit import simulators
     from ratiokit.benchmark import benchmark
-    from ratiokit.exceptions import ExecutorError, NonFiniteStatisticError
+    from ratiokit.exceptions import (
+        ConvergenceWarning,
+        ExecutorError,
+        NonFiniteStatisticError,
+    )
     from ratiokit.fitting import fit
     from ratiokit.kernels import Kernel
     from ratiokit.methods import (
@@ -43,7 +47,10 @@ __version__ = "0.1.0.dev0"
 #: Public name -> the module that defines it, imported on first use.
 _SOURCES = {
     "benchmark": "ratiokit.benchmark",
-    **dict.fromkeys(["ExecutorError", "NonFiniteStatisticError"], "ratiokit.exceptions"),
+    **dict.fromkeys(
+        ["ConvergenceWarning", "ExecutorError", "NonFiniteStatisticError"],
+        "ratiokit.exceptions",
+    ),
     "fit": "ratiokit.fitting",
     "Kernel": "ratiokit.kernels",
     **dict.fromkeys(
@@ -75,6 +82,7 @@ __all__ = [
     "METHODS",
     "MMD",
     "Classifier",
+    "ConvergenceWarning",
     "Discrepancy",
     "DivergenceResult",
     "EnergyDistance",

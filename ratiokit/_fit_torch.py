@@ -10,11 +10,19 @@ Two kinds of model go through :func:`ratiokit._train.train`:
 
 Minibatch gradients make the iterates wander around the optimum, so the estimate of
 ``theta`` is the average of the second half of the iterates (Polyak-Ruppert tail
-averaging). A run has *converged* when that second half is stationary, by a Geweke-type
-check with batch means (the iterates are autocorrelated): split into 10 batches, the means
-of the first five and of the last five batches differ by at most 3 standard errors,
-``3 sqrt(2 v / 5)`` with ``v`` the variance of the batch means (per parameter, or of the
-model's loss for a network).
+averaging). A run has *converged* when the iterates have stopped moving over that second
+half: per series, the least-squares slope over the tail is within ``c`` standard errors of
+zero, the standard error corrected for autocorrelation by an AR(1) fit to the detrended
+residuals (long-run variance ``gamma_0 (1 + phi) / (1 - phi)``), and ``c`` the two-sided
+Bonferroni bound of a 1% family-wise false-alarm rate over the series judged, from Student's
+t with the effective sample size less 2 degrees of freedom (the AR(1) fit's error makes the
+normal bound too narrow when the series wanders slowly). The series are
+theta's coordinates for a simulator and, for a generator network, the mean and standard
+deviation of each output feature on a fixed batch of probe noise (its samples, which a
+reparameterisation of its weights leaves alone; its losses and weights can drift while its
+samples do not, and the reverse). A tail too short to judge (under 10 effective samples: it
+wanders as slowly as it is long), a theta coordinate that never moved (a zero gradient: the
+loss is flat there) or a non-finite iterate is not converged either.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import nn
 
 from ratiokit._train import train
@@ -36,8 +45,13 @@ __all__ = ["TorchOutcome", "fit_torch", "infer_latent_dim", "torch_replicate"]
 
 #: Fraction of the last iterates averaged into the estimate and checked for stationarity.
 _TAIL_FRACTION = 0.5
-#: Batches of the stationarity check.
-_N_BATCHES = 10
+#: Family-wise false-alarm rate of the trend test over the series judged.
+_ALPHA = 0.01
+#: Fewest effective samples (tail length over the integrated autocorrelation time) for the
+#: trend test to judge a series: below it, the AR(1) fit underestimates the standard error.
+_MIN_EFFECTIVE = 10
+#: Rows of probe noise whose generated samples stand for a generator network's iterates.
+_N_PROBE = 256
 
 
 @dataclass
@@ -52,6 +66,7 @@ class TorchOutcome:
     n_simulations: int
     converged: bool
     interrupted: bool
+    message: str | None = None
 
 
 def infer_latent_dim(module: nn.Module) -> int:
@@ -84,17 +99,81 @@ def _noise_sampler(model: nn.Module, latent_dim: int) -> Any:
     return sample
 
 
-def _stationary(values: np.ndarray) -> bool:
-    """Whether the tail of ``values`` (steps, p) shows no drift (see the module notes)."""
-    tail = values[-int(values.shape[0] * _TAIL_FRACTION) :]
-    size = tail.shape[0] // _N_BATCHES
-    if size < 1 or not np.isfinite(tail).all():
-        return False
-    means = tail[-size * _N_BATCHES :].reshape(_N_BATCHES, size, -1).mean(1)
-    half = _N_BATCHES // 2
-    drift = np.abs(means[half:].mean(0) - means[:half].mean(0))
-    se = np.sqrt(2.0 * means.var(0, ddof=1) / half)
-    return bool(np.all(drift <= 3.0 * se + 1e-12 * np.abs(means).max(0)))
+def _probe_summary(model: nn.Module, noise: torch.Tensor) -> np.ndarray:
+    """Each output feature's mean and standard deviation on ``noise``, in eval mode."""
+    param = next(iter(model.parameters()))
+    training = model.training
+    model.eval()
+    with torch.no_grad():
+        x = model(noise.to(param.device, param.dtype))
+    model.train(training)
+    x = x.reshape(x.shape[0], -1).double()
+    return torch.cat([x.mean(0), x.std(0)]).cpu().numpy()
+
+
+def trend_statistics(tail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``tail`` (n, p): the slope in standard errors, and the effective size.
+
+    The slope is the least-squares fit on the step index; its standard error uses the
+    long-run variance of an AR(1) fitted to the residuals, ``gamma_0 tau`` with
+    ``tau = (1 + phi) / (1 - phi)`` (at least 1, so an oscillation never narrows it), and the
+    effective sample size is ``n / tau``. A column without residual noise has a slope of
+    infinitely many standard errors unless it is flat (0).
+    """
+    n = tail.shape[0]
+    t = np.arange(n) - (n - 1) / 2.0
+    sxx = t @ t
+    centred = tail - tail.mean(0)
+    slope = t @ centred / sxx
+    resid = centred - np.outer(t, slope)
+    ss = (resid**2).sum(0)
+    noisy = ss > 0
+    lag1 = (resid[1:] * resid[:-1]).sum(0)
+    phi = np.divide(lag1, ss, out=np.zeros_like(ss), where=noisy)
+    tau = np.maximum((1.0 + phi) / np.maximum(1.0 - phi, 1e-12), 1.0)
+    se = np.sqrt(ss / n * tau / sxx)
+    z = np.divide(slope, se, out=np.where(slope == 0, 0.0, np.inf), where=noisy)
+    return z, n / tau
+
+
+def convergence_failure(values: np.ndarray, names: list[str], *, frozen_ok: bool) -> str | None:
+    """Why the tail of ``values`` (steps, p) has not stopped moving, or None if it has.
+
+    See the module notes. ``frozen_ok``: a column that does not change over the tail
+    is stationary (generator samples); otherwise it means a zero gradient (theta).
+    """
+    n = int(values.shape[0] * _TAIL_FRACTION)
+    if n < _MIN_EFFECTIVE:
+        return f"{values.shape[0]} steps are too few to judge"
+    tail = values[-n:]
+    if not np.isfinite(tail).all():
+        return "an iterate is not finite"
+    frozen = np.ptp(tail, axis=0) == 0
+    if frozen.all() or (frozen.any() and not frozen_ok):
+        name = names[int(np.argmax(frozen))]
+        return (
+            f"{name} did not move over the last {n} steps: the loss's gradient is zero there "
+            "(a flat or saturated loss, e.g. simulations far from the data)"
+        )
+    keep = ~frozen
+    z, n_eff = trend_statistics(tail[:, keep])
+    kept = [name for name, k in zip(names, keep, strict=True) if k]
+    # Drift first: a series that wanders slowly (few effective samples) but still exceeds
+    # its wide bound is drifting; one that does not cannot be judged.
+    excess = np.abs(z) / stats.t.isf(_ALPHA / (2 * z.size), np.maximum(n_eff - 2, 1))
+    worst = int(np.argmax(excess))
+    if excess[worst] > 1:
+        return (
+            f"{kept[worst]} is still drifting: its trend over the last {n} steps is "
+            f"{abs(z[worst]):.3g} standard errors"
+        )
+    slow = int(np.argmin(n_eff))
+    if n_eff[slow] < _MIN_EFFECTIVE:
+        return (
+            f"{kept[slow]} wanders too slowly to judge over the last {n} steps "
+            f"({n_eff[slow]:.0f} effective samples)"
+        )
+    return None
 
 
 class _Trajectory:
@@ -130,8 +209,12 @@ def fit_torch(
     checkpoint: Any,
     resume: bool,
     overwrite: bool = False,
+    names: tuple[str, ...] = (),
 ) -> TorchOutcome:
-    """Train the model of ``kind`` (``"module"`` or ``"torch"``) on ``data``."""
+    """Train the model of ``kind`` (``"module"`` or ``"torch"``) on ``data``.
+
+    ``names`` name theta's coordinates in the reason a fit has not converged.
+    """
     if kind == "torch":
         model: nn.Module = ThetaModule(theta0, transform)
 
@@ -141,7 +224,17 @@ def fit_torch(
     else:
         model = copy.deepcopy(simulator)  # never train the user's module
         sample = _noise_sampler(model, latent_dim)
+        # Fixed probe noise from its own generator: the training streams are left alone.
+        probe = torch.randn(_N_PROBE, latent_dim, generator=torch.Generator().manual_seed(0))
     trajectory = _Trajectory(model) if kind == "torch" else None
+    summaries: list[np.ndarray] = []
+
+    def record(step: int, info: dict[str, float]) -> None:
+        if trajectory is not None:
+            trajectory.record(step, info)
+        else:
+            summaries.append(_probe_summary(model, probe))
+
     out = train(
         model,
         sample,
@@ -152,7 +245,7 @@ def fit_torch(
         checkpoint=checkpoint,
         resume=resume,
         overwrite=overwrite,
-        callback=None if trajectory is None else trajectory.record,
+        callback=record,
         extra_state=trajectory,
     )
     hist = out.history
@@ -174,14 +267,39 @@ def fit_torch(
         recent = thetas[-tail:]
         finite = recent[np.isfinite(recent).all(1)]
         theta = finite.mean(0) if finite.shape[0] else model.theta()
-        converged = _stationary(thetas) and not out.interrupted
+        labels = (
+            list(names)
+            if len(names) == theta0.size
+            else [f"theta[{i}]" for i in range(theta0.size)]
+        )
+        why = convergence_failure(thetas, labels, frozen_ok=False)
         return TorchOutcome(
-            theta, None, loss, history, n_steps, n_simulations, converged, out.interrupted
+            theta,
+            None,
+            loss,
+            history,
+            n_steps,
+            n_simulations,
+            why is None and not out.interrupted,
+            out.interrupted,
+            why,
         )
     trained = out.ema_model if out.ema_model is not None else out.model
-    converged = _stationary(history["loss"][:, None]) and not out.interrupted
+    # Steps before a resume have no probe summaries: the tail of this run's steps is judged.
+    values = np.asarray(summaries).reshape(len(summaries), -1)
+    d = values.shape[1] // 2
+    labels = [f"the samples' {stat} of feature {j}" for stat in ("mean", "sd") for j in range(d)]
+    why = convergence_failure(values, labels, frozen_ok=True)
     return TorchOutcome(
-        None, trained.eval(), loss, history, n_steps, n_simulations, converged, out.interrupted
+        None,
+        trained.eval(),
+        loss,
+        history,
+        n_steps,
+        n_simulations,
+        why is None and not out.interrupted,
+        out.interrupted,
+        why,
     )
 
 

@@ -304,6 +304,14 @@ def run_search(
         message = f"stopped by the executor: {type(error.__cause__ or error).__name__}"
     else:
         message = "interrupted" if interrupted else str(result.message)
+    finite = losses[np.isfinite(losses)]
+    if converged and finite.size > 1 and np.ptp(finite) == 0:
+        # A simplex shrinks onto theta0 when every loss ties: no minimum was found.
+        converged = False
+        message = (
+            f"the loss was {loss:.6g} at all {finite.size} feasible parameter values tried: it "
+            "is flat there (e.g. simulations far from the data saturate the kernel)"
+        )
     return SearchOutcome(
         theta=theta,
         loss=loss,

@@ -14,11 +14,18 @@ import torch
 
 from ratiokit._validation import check_choice, check_int, check_positive
 
-__all__ = ["GENERATOR_LOSSES", "TrainConfig"]
+__all__ = ["GENERATOR_LOSSES", "THETA_LR", "TrainConfig"]
 
 #: Forms of the model's loss: ``"non-saturating"`` (Goodfellow et al. 2014, sec. 3; for
 #: f-GANs Nowozin et al. 2016, sec. 3.2) or ``"minimax"`` (the method's ``forward``).
 GENERATOR_LOSSES = ("non-saturating", "minimax")
+#: Adam's learning rate for a simulator's parameters when :func:`ratiokit.fit` is given no
+#: config (``TrainConfig(lr=THETA_LR)``). Adam moves each coordinate of the unconstrained
+#: ``u`` by at most about ``lr`` a step, so the first half of the default 2000 steps can
+#: travel about 50: the default ``lr`` of 1e-3, suited to a network's weights, stopped a
+#: 1-D location fit half-way to a minimiser 3 away. Larger steps jitter more, which the
+#: average of the second half of the iterates smooths out.
+THETA_LR = 0.05
 
 
 def _check_unit_interval(value: Any, name: str, *, closed_low: bool) -> float:
@@ -50,7 +57,8 @@ class TrainConfig:
     batch_size : int, default=256
         Rows of data and of model samples per step (>= 2).
     lr : float, default=1e-3
-        Adam's learning rate for the model.
+        Adam's learning rate for the model (a network's weights). Without a config,
+        :func:`ratiokit.fit` trains a simulator's parameters with ``lr=THETA_LR`` (0.05).
     critic_lr : float, default=1e-3
         Adam's learning rate for the critic.
     betas : tuple of two floats, default=(0.5, 0.999)

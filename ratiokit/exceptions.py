@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ExecutorError", "NonFiniteStatisticError"]
+import sklearn.exceptions
+
+__all__ = ["ConvergenceWarning", "ExecutorError", "NonFiniteStatisticError"]
 
 
 class NonFiniteStatisticError(ValueError):
@@ -48,3 +50,10 @@ class ExecutorError(RuntimeError):
         self.outputs = outputs
         self.n_retries = n_retries
         self.result: Any = None
+
+
+class ConvergenceWarning(sklearn.exceptions.ConvergenceWarning):
+    """A fit ended before its iterates stopped moving (a UserWarning, as in scikit-learn).
+
+    Filtering scikit-learn's ``ConvergenceWarning`` filters this one too.
+    """

@@ -49,8 +49,8 @@ from ratiokit._simulation import (
 from ratiokit._train import check_overwrite_flag
 from ratiokit._transforms import BoxTransform, check_bounds
 from ratiokit._validation import as_sample, check_choice, check_int, check_positive
-from ratiokit.config import TrainConfig
-from ratiokit.exceptions import ExecutorError
+from ratiokit.config import THETA_LR, TrainConfig
+from ratiokit.exceptions import ConvergenceWarning, ExecutorError
 from ratiokit.methods import Discrepancy, get_method
 from ratiokit.results import FitResult
 from ratiokit.two_sample import _splits
@@ -257,7 +257,8 @@ def fit(
         (a cluster that lost its workers never finishes its tasks); None waits forever.
     confidence_level : float, default=0.95
     config : TrainConfig, default=None
-        Settings of the training loop for kinds ``"module"`` and ``"torch"``.
+        Settings of the training loop for kinds ``"module"`` and ``"torch"``; default:
+        ``TrainConfig()`` for a module, ``TrainConfig(lr=THETA_LR)`` (0.05) for theta.
     latent_dim : int, default=None
         Noise dimension of a generator module (default: its ``latent_dim`` attribute or the
         width of its first linear layer).
@@ -288,7 +289,11 @@ def fit(
     -----
     UserWarning
         If the simulator failed at some parameter values (the first is named; all are in
-        ``FitResult.failures``), or the fit did not converge.
+        ``FitResult.failures``).
+    ConvergenceWarning
+        If the fit ended unconverged (not when interrupted): the search did not meet its
+        tolerance, or the iterates of gradient descent had not stopped moving over the
+        second half of the steps (``details["message"]`` says which moved, and how).
 
     Examples
     --------
@@ -361,7 +366,10 @@ def fit(
             n_simulations += n_boot_sims
             details["n_retries"] += n_boot_retries
     else:
-        cfg = config if config is not None else TrainConfig()
+        if config is not None:
+            cfg = config
+        else:  # see THETA_LR: a network's default step is too short for a parameter
+            cfg = TrainConfig(lr=THETA_LR) if p["kind"] == "torch" else TrainConfig()
         if p["kind"] == "module":
             latent = (
                 infer_latent_dim(simulator)
@@ -386,10 +394,13 @@ def fit(
             checkpoint,
             resume,
             overwrite,
+            names=p["names"],
         )
         theta, loss, converged, model = tout.theta, tout.loss, tout.converged, tout.model
         history, n_steps, n_simulations = tout.history, tout.n_steps, tout.n_simulations
         details.update(config=cfg.to_dict(), interrupted=tout.interrupted)
+        if tout.message is not None:
+            details["message"] = tout.message
         replicates = None
         if n_boot:
             seeds = [g.bit_generator.seed_seq for g in boot_rng.spawn(n_boot)]
@@ -456,15 +467,17 @@ def _warn(failures: list, converged: bool, details: dict[str, Any], kind: str) -
             stacklevel=3,
         )
     if not converged and not details.get("interrupted"):
-        advice = (
-            "raise `max_evaluations` or `xtol`, or try `search`='global'"
-            if kind == "numpy"
-            else "raise `config.max_steps` or lower `config.lr`"
-        )
+        message = details.get("message", "parameters still drifting")
+        if kind == "numpy":
+            advice = "raise `max_evaluations` or `xtol`, or try `search`='global'"
+        elif "gradient is zero" in message:
+            advice = "start nearer the data (`theta0`) or rescale the simulator's output"
+        else:
+            advice = f"raise `config.max_steps` (now {details['config']['max_steps']})"
+            advice += " or `config.lr`" if kind == "torch" else ""
         warnings.warn(
-            f"the fit did not converge ({details.get('message', 'parameters still drifting')}); "
-            f"{advice}.",
-            UserWarning,
+            f"the fit did not converge ({message}); {advice}.",
+            ConvergenceWarning,
             stacklevel=3,
         )
     if details.get("n_bootstrap_failed"):

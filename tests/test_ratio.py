@@ -208,7 +208,9 @@ class Constant(Oracle):
 
 
 def test_nan_or_infinite_discrepancy_is_never_returned_silently():
-    with pytest.raises(rk.NonFiniteStatisticError, match=r"the 'oracle' estimate of D\(P, Q\) is NaN"):
+    with pytest.raises(
+        rk.NonFiniteStatisticError, match=r"the 'oracle' estimate of D\(P, Q\) is NaN"
+    ):
         rk.discrepancy(P_SAMPLE, Q_SAMPLE, method=Constant(math.nan))
     with pytest.warns(UserWarning, match=r"the 'oracle' estimate of D\(P, Q\) is infinite"):
         assert rk.discrepancy(P_SAMPLE, Q_SAMPLE, method=Constant(math.inf)) == math.inf
