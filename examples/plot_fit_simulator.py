@@ -79,6 +79,7 @@ plt.show()
 # Confidence intervals
 # --------------------
 # ``n_bootstrap=B`` refits on resampled data with new random numbers, starting from the
-# estimate, and reports percentile intervals (``fit.confidence_interval``). Each replicate
+# estimate, and reports intervals that contain the estimate (``fit.confidence_interval``)
+# and the replicates' correlation matrix (``fit.correlation``). Each replicate
 # is a whole fit, which is why replicates fan out through ``executor=``: the
 # :ref:`Dask example <sphx_glr_auto_examples_plot_dask.py>` runs them on a cluster.

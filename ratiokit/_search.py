@@ -18,6 +18,8 @@ critic (MMD's bandwidth) fixes it once, from the data. Searches run on the uncon
 
 A bootstrap replicate resamples the data, draws new common random numbers and repeats the
 local search from the estimate; replicates are tasks of the executor.
+:func:`bootstrap_interval` turns them into intervals that contain the estimate, and
+:func:`bootstrap_correlation` into their correlation matrix.
 
 An :class:`~ratiokit.exceptions.ExecutorError` (the executor broke, a task killed its
 workers, or none finished within ``timeout``) ends a search like an interrupt: the
@@ -33,14 +35,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import optimize
+from scipy import optimize, stats
 
 from ratiokit._simulation import SimulationEngine, run_tasks
 from ratiokit._transforms import BoxTransform
 from ratiokit.exceptions import ExecutorError
 from ratiokit.methods import Discrepancy, get_method
 
-__all__ = ["SEARCHES", "SearchOutcome", "SearchSpec", "bootstrap", "run_search"]
+__all__ = [
+    "INTERVAL_METHOD",
+    "SEARCHES",
+    "SearchOutcome",
+    "SearchSpec",
+    "bootstrap",
+    "bootstrap_correlation",
+    "bootstrap_interval",
+    "run_search",
+]
 
 SEARCHES = ("nelder-mead", "l-bfgs-b", "global")
 #: Members per parameter of a differential-evolution generation.
@@ -381,3 +392,53 @@ def bootstrap(
         results = [missing if r is None else r for r in err.outputs]
     replicates = np.vstack([r[0] for r in results])
     return replicates, sum(r[2] for r in results), retries, error
+
+
+#: How :func:`bootstrap_interval` builds an interval (``FitResult.interval_method``).
+INTERVAL_METHOD = "student-t"
+
+
+def bootstrap_interval(
+    theta_hat: np.ndarray, replicates: np.ndarray, level: float, transform: BoxTransform
+) -> np.ndarray | None:
+    """Intervals (k, 2) at ``level`` that contain ``theta_hat`` by construction; None with
+    fewer than two finite replicates (NaN rows are left out).
+
+    On the unconstrained scale ``u`` of ``transform`` (``theta`` itself for a free
+    parameter, ``log`` of the distance to a one-sided bound, ``logit`` inside a box), the
+    interval is ``u_hat -+ t * sd(u*)``, with ``sd(u*)`` the standard deviation of the ``B``
+    finite replicates and ``t`` the ``(1 + level) / 2`` quantile of Student's t with ``B - 1``
+    degrees of freedom; its ends are mapped back to ``theta``, so they respect the bounds.
+    If the estimate's error and the replicates are Gaussian with one spread on that scale,
+    ``(theta_hat - theta) / sd(u*)`` is exactly t-distributed and the coverage is ``level``
+    for any ``B``; the normal quantile would undercover (93.5% instead of 95% at ``B = 20``).
+
+    Percentile, basic and BCa intervals (:func:`scipy.stats.bootstrap`'s methods) contain
+    ``theta_hat`` only when it lies between the replicates' quantiles, which few replicates
+    do not ensure, and BCa's acceleration needs a jackknife refit per data point (``n``
+    more searches), which a simulator cannot afford: none is used.
+    """
+    ok = replicates[np.isfinite(replicates).all(1)]
+    if ok.shape[0] < 2:
+        return None
+    u_hat, u_star = transform.to_u(theta_hat), transform.to_u(ok)
+    half = stats.t.ppf(0.5 + level / 2, ok.shape[0] - 1) * u_star.std(0, ddof=1)
+    ends = np.stack([transform.to_theta(u_hat - half), transform.to_theta(u_hat + half)], 1)
+    return np.sort(ends, axis=1)  # an upper bound's map u -> theta decreases
+
+
+def bootstrap_correlation(replicates: np.ndarray) -> np.ndarray | None:
+    """Pearson correlation matrix (k, k) of the finite replicates; None with fewer than three.
+
+    An entry is NaN where a parameter's replicates do not vary (its diagonal stays 1).
+    """
+    ok = replicates[np.isfinite(replicates).all(1)]
+    if ok.shape[0] < 3:
+        return None
+    centred = ok - ok.mean(0)
+    scale = np.sqrt((centred**2).sum(0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit = centred / scale
+    corr = np.clip(unit.T @ unit, -1.0, 1.0)
+    np.fill_diagonal(corr, 1.0)
+    return corr

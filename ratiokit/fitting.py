@@ -38,7 +38,15 @@ from torch import nn
 
 from ratiokit._fit_torch import fit_torch, infer_latent_dim, torch_replicate
 from ratiokit._rng import check_rng, torch_generator
-from ratiokit._search import SEARCHES, SearchSpec, bootstrap, run_search
+from ratiokit._search import (
+    INTERVAL_METHOD,
+    SEARCHES,
+    SearchSpec,
+    bootstrap,
+    bootstrap_correlation,
+    bootstrap_interval,
+    run_search,
+)
 from ratiokit._simulation import (
     NAN_POLICIES,
     check_executor,
@@ -98,6 +106,7 @@ def _fit_iv(
     config: Any,
     checkpoint: Any,
     n_bootstrap: Any,
+    param_names: Any,
 ) -> dict[str, Any]:
     if not callable(simulator):
         raise TypeError(
@@ -120,6 +129,11 @@ def _fit_iv(
                 "`theta0` and `bounds` must be None for a generator module, whose weights are "
                 "fitted; got a value."
             )
+        if param_names is not None:
+            raise ValueError(
+                "`param_names` must be None for a generator module (its weights are not "
+                f"named parameters); got {param_names!r}."
+            )
         if n_bootstrap:
             raise ValueError(
                 "`n_bootstrap` must be 0 for a generator module (its weights have no confidence "
@@ -127,6 +141,7 @@ def _fit_iv(
             )
         out.update(kind="module", theta0=None, transform=None, names=())
     else:
+        given = None if param_names is None else _check_names(param_names)
         names = tuple(getattr(simulator, "param_names", ()) or ())
         known = getattr(simulator, "bounds", None) if bounds is None else bounds
         k = len(names) or None
@@ -152,8 +167,13 @@ def _fit_iv(
                 "`bounds` must be finite on both sides of every parameter for "
                 f"`search`='global'; got {transform.bounds.tolist()}."
             )
+        if given is not None and len(given) != k:
+            raise ValueError(
+                f"`param_names` must hold one name per parameter ({k}); got {len(given)}."
+            )
         kind = _detect_kind(simulator, start) if kind == "auto" else kind
         names = names if len(names) == k else tuple(f"theta[{i}]" for i in range(k))
+        names = names if given is None else given
         out.update(kind=kind, theta0=start, transform=transform, names=names)
     if out["kind"] == "numpy":
         if config is not None or checkpoint is not None:
@@ -164,6 +184,18 @@ def _fit_iv(
     elif config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"`config` must be None or a TrainConfig; got {type(config).__name__}.")
     return out
+
+
+def _check_names(value: Any) -> tuple[str, ...]:
+    try:
+        names = tuple(value)
+    except TypeError as err:
+        raise TypeError(f"`param_names` must be a sequence of str; got {value!r}.") from err
+    if isinstance(value, str) or not all(isinstance(name, str) for name in names):
+        raise TypeError(f"`param_names` must be a sequence of str; got {value!r}.")
+    if len(set(names)) < len(names):
+        raise ValueError(f"`param_names` must be a sequence of unique str; got {value!r}.")
+    return names
 
 
 def _check_level(value: Any) -> float:
@@ -194,6 +226,7 @@ def fit(
     max_retries: int = 2,
     timeout: float | None = 3600.0,
     confidence_level: float = 0.95,
+    param_names: Any = None,
     config: TrainConfig | None = None,
     latent_dim: int | None = None,
     checkpoint: Any = None,
@@ -229,7 +262,9 @@ def fit(
         a process-based one: its replicates seed torch's global RNG, which threads share).
     n_bootstrap : int, default=0
         Bootstrap replicates (data resampled, new random numbers, refitted from the
-        estimate) for percentile confidence intervals.
+        estimate) for confidence intervals that contain the estimate (Student-t intervals
+        on the search's unconstrained scale, see :func:`ratiokit._search.bootstrap_interval`)
+        and the replicates' correlation matrix.
     rng : None, int, SeedSequence or Generator, default=None
         An int gives bit-identical results on the CPU.
     kind : {"auto", "module", "torch", "numpy"}, default="auto"
@@ -256,6 +291,9 @@ def fit(
         bootstrap replicate) to finish before the fit stops with an :class:`ExecutorError`
         (a cluster that lost its workers never finishes its tasks); None waits forever.
     confidence_level : float, default=0.95
+    param_names : sequence of str, default=None
+        One unique name per parameter, for the result's repr and plots; default: the
+        simulator's ``param_names``, else ``theta[0]``, ``theta[1]``, ...
     config : TrainConfig, default=None
         Settings of the training loop for kinds ``"module"`` and ``"torch"``; default:
         ``TrainConfig()`` for a module, ``TrainConfig(lr=THETA_LR)`` (0.05) for theta.
@@ -307,7 +345,17 @@ def fit(
     """
     start_time = time.perf_counter()
     p = _fit_iv(
-        simulator, data, method, theta0, bounds, kind, search, config, checkpoint, n_bootstrap
+        simulator,
+        data,
+        method,
+        theta0,
+        bounds,
+        kind,
+        search,
+        config,
+        checkpoint,
+        n_bootstrap,
+        param_names,
     )
     check_overwrite_flag(overwrite, checkpoint, resume)
     estimator, x, transform = p["method"], p["data"], p["transform"]
@@ -421,13 +469,11 @@ def fit(
             replicates = np.vstack(thetas)
     if theta is not None:
         details["theta0"] = p["theta0"].tolist()
-    interval = None
+    interval = correlation = None
     if replicates is not None:
-        ok = np.isfinite(replicates).all(1)
-        details["n_bootstrap_failed"] = int((~ok).sum())
-        if ok.sum() >= 2:
-            alpha = 1.0 - level
-            interval = np.quantile(replicates[ok], [alpha / 2, 1 - alpha / 2], axis=0).T
+        details["n_bootstrap_failed"] = int((~np.isfinite(replicates).all(1)).sum())
+        interval = bootstrap_interval(theta, replicates, level, transform)
+        correlation = bootstrap_correlation(replicates)
     if error is None:
         _warn(failures, converged, details, p["kind"])
     result = FitResult(
@@ -442,6 +488,8 @@ def fit(
         wall_time=time.perf_counter() - start_time,
         history=history,
         confidence_interval=interval,
+        correlation=correlation,
+        interval_method=INTERVAL_METHOD,
         confidence_level=level,
         bootstrap=replicates,
         failures=tuple(failures),

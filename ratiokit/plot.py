@@ -507,7 +507,8 @@ MAX_FIT_PANELS = 6
 
 
 def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
-    """Loss trace, one trace per parameter, and data against simulated marginals.
+    """Loss trace, one trace per parameter, the bootstrap correlation, and data against
+    simulated marginals.
 
     Parameters
     ----------
@@ -522,7 +523,9 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
     -------
     Figure
         Panels in rows of four: the loss (with its running minimum for a search), the
-        first six parameters (estimate and bootstrap interval as a band), and the first
+        first six parameters (estimate and bootstrap interval as a band), the correlation
+        matrix of their bootstrap replicates (a heatmap labelled with the parameter names
+        and the values, when there are two parameters and a ``correlation``), and the first
         six features of the data against simulations at the estimate (left out for a
         result loaded without its simulator).
 
@@ -551,7 +554,9 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
     data = np.asarray(result.data)
     loaded_without_simulator = result.model is None and result.simulator is None
     n_marginals = 0 if loaded_without_simulator else min(data.shape[1], MAX_FIT_PANELS)
-    n_panels = 1 + len(names) + n_marginals
+    corr = None if result.correlation is None else np.asarray(result.correlation)
+    n_corr = int(corr is not None and len(names) > 1)
+    n_panels = 1 + len(names) + n_corr + n_marginals
     ncols = min(4, n_panels)
     fig, axes = new_figure(ncols, -(-n_panels // ncols), width=3.6, height=3.0)
     for ax in axes[n_panels:]:
@@ -581,12 +586,14 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
         ax.set_title(name)
         ax.set_xlabel("evaluation" if result.kind == "numpy" else "step")
         ax.legend(fontsize="small")
+    if n_corr:
+        _plot_correlation(corr[: len(names), : len(names)], names, axes[1 + len(names)])
     sim = result.simulate(data.shape[0], rng=rng) if n_marginals else None
     for j in range(n_marginals):
         ax = plot_samples(
             data[:, j],
             sim[:, j],
-            ax=axes[1 + len(names) + j],
+            ax=axes[1 + len(names) + n_corr + j],
             labels=("data", "fitted"),
             title=f"feature {j}" if data.shape[1] > 1 else "data vs fitted",
         )
@@ -595,6 +602,18 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
         if high > low:
             ax.set_xlim(low - 0.05 * (high - low), high + 0.05 * (high - low))
     return fig
+
+
+def _plot_correlation(corr: np.ndarray, names: list[str], ax: Axes) -> None:
+    """A heatmap of a correlation matrix on [-1, 1], each cell labelled with its value."""
+    ax.imshow(corr, vmin=-1.0, vmax=1.0, cmap="RdBu_r")
+    ticks = np.arange(len(names))
+    ax.set_xticks(ticks, names, rotation=45, ha="right")
+    ax.set_yticks(ticks, names)
+    for (i, j), value in np.ndenumerate(corr):
+        color = "w" if abs(value) > 0.6 else "k"
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=color, fontsize="small")
+    ax.set_title("bootstrap correlation")
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:

@@ -30,11 +30,14 @@ class _CompactRepr:
 
     def __repr__(self) -> str:
         fields = ", ".join(
-            f"{name}={_short(getattr(self, name))}"
+            f"{name}={self._repr_field(name)}"
             for name in self.__dataclass_fields__  # type: ignore[attr-defined]
             if self.__dataclass_fields__[name].repr  # type: ignore[attr-defined]
         )
         return f"{type(self).__name__}({fields})"
+
+    def _repr_field(self, name: str) -> str:
+        return _short(getattr(self, name))
 
 
 @dataclass(frozen=True, repr=False)
@@ -336,11 +339,22 @@ class FitResult(_CompactRepr):
     wall_time : float
         Seconds the fit took.
     confidence_interval : ndarray of shape (k, 2) or None
-        Bootstrap percentile interval of each parameter at ``confidence_level``.
+        Bootstrap interval of each parameter at ``confidence_level``, built as
+        ``interval_method`` says (None with fewer than two finite replicates).
+    correlation : ndarray of shape (k, k) or None
+        Correlation matrix of the finite bootstrap replicates (None with fewer than three;
+        NaN where a parameter's replicates do not vary). The repr prints it, rounded, for
+        up to four parameters: strongly correlated parameters are poorly identified
+        separately, whatever their intervals say.
     history : dict of str to ndarray
         ``"loss"`` (T,) and ``"theta"`` (T, k) per evaluation or step; training also records
         ``"step"``, ``"critic_loss"`` and ``"wall_time"``.
     confidence_level : float
+    interval_method : str
+        ``"student-t"``: ``u_hat -+ t * sd`` on the search's unconstrained scale, mapped
+        back, so the interval contains ``theta`` by construction (see
+        :func:`ratiokit._search.bootstrap_interval`); ``"percentile"`` for a result saved by
+        ratiokit before that rule, whose interval need not contain ``theta``.
     bootstrap : ndarray of shape (B, k) or None
         The bootstrap estimates (NaN rows for replicates that failed).
     failures : tuple of (theta, message)
@@ -366,8 +380,10 @@ class FitResult(_CompactRepr):
     n_simulations: int
     wall_time: float
     confidence_interval: np.ndarray | None = None
+    correlation: np.ndarray | None = None
     history: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     confidence_level: float = field(default=0.95, repr=False)
+    interval_method: str = field(default="student-t", repr=False)
     bootstrap: np.ndarray | None = field(default=None, repr=False)
     failures: tuple[tuple[tuple[float, ...], str], ...] = field(default=(), repr=False)
     details: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -382,6 +398,12 @@ class FitResult(_CompactRepr):
             return None
         ok = self.bootstrap[np.isfinite(self.bootstrap).all(1)]
         return ok.std(0, ddof=1) if ok.shape[0] > 1 else None
+
+    def _repr_field(self, name: str) -> str:
+        corr = self.correlation
+        if name == "correlation" and corr is not None and corr.shape[0] <= 4:
+            return repr(np.round(corr, 2).tolist())
+        return super()._repr_field(name)
 
     def simulate(self, n: int, *, rng: Any = None) -> np.ndarray:
         """Draw ``n`` points from the fitted model, a float64 array (n, d).
@@ -444,7 +466,8 @@ class FitResult(_CompactRepr):
         )
 
     def plot(self, *, truth: Any = None, rng: Any = 0) -> Any:
-        """Loss and parameter traces, and data against simulated marginals; a Figure.
+        """Loss and parameter traces, the bootstrap correlation heatmap, and data against
+        simulated marginals; a Figure (see :func:`ratiokit.plot.plot_fit`).
 
         ``truth`` (k,) draws the true parameters when they are known.
         """
@@ -491,7 +514,7 @@ class FitResult(_CompactRepr):
                 f"holds {taken}. Pass `overwrite=True` to replace them or choose another folder."
             )
         arrays = {f"history__{key}": np.asarray(value) for key, value in self.history.items()}
-        for name in ("theta", "confidence_interval", "bootstrap", "data"):
+        for name in ("theta", "confidence_interval", "correlation", "bootstrap", "data"):
             if getattr(self, name) is not None:
                 arrays[name] = np.asarray(getattr(self, name))
         buffer = io.BytesIO()
@@ -515,6 +538,7 @@ class FitResult(_CompactRepr):
             "n_simulations": self.n_simulations,
             "wall_time": self.wall_time,
             "confidence_level": self.confidence_level,
+            "interval_method": self.interval_method,
             "failures": [[list(theta), why] for theta, why in self.failures],
             "details": self.details,
             "sha256": {name: digest(data) for name, data in files.items()},
@@ -619,6 +643,7 @@ class FitResult(_CompactRepr):
             **fields,
             theta=arrays.get("theta"),
             confidence_interval=arrays.get("confidence_interval"),
+            correlation=arrays.get("correlation"),
             history={k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)},
             bootstrap=arrays.get("bootstrap"),
             data=arrays.get("data"),
@@ -658,6 +683,10 @@ def _fit_fields(record: dict[str, Any]) -> dict[str, Any]:
         failures = tuple((tuple(map(float, theta)), str(why)) for theta, why in record["failures"])
     except (TypeError, ValueError) as err:
         raise TypeError(repr("failures")) from err
+    # Saves before the Student-t rule recorded none: their intervals were percentiles.
+    interval_method = record.get("interval_method", "percentile")
+    if not isinstance(interval_method, str):
+        raise TypeError(repr("interval_method"))
     return {
         "param_names": tuple(str(name) for name in record["param_names"]),
         "loss": float(record["loss"]),
@@ -668,6 +697,7 @@ def _fit_fields(record: dict[str, Any]) -> dict[str, Any]:
         "n_simulations": record["n_simulations"],
         "wall_time": float(record["wall_time"]),
         "confidence_level": float(record["confidence_level"]),
+        "interval_method": interval_method,
         "failures": failures,
         "details": record["details"],
     }

@@ -160,3 +160,39 @@ def test_mmd_demo_figure_and_save(tmp_path):
         )
     with pytest.raises(TypeError, match=r"`fig` must be a matplotlib Figure"):
         plot.save_figure("fig", tmp_path / "x.png")
+
+
+def test_fit_plot_draws_the_bootstrap_correlation_with_parameter_names():
+    from ratiokit.results import FitResult
+
+    corr = np.array([[1.0, 0.97, -0.2], [0.97, 1.0, np.nan], [-0.2, np.nan, 1.0]])
+    result = FitResult(
+        theta=np.array([1.0, 2.0, 3.0]),
+        param_names=("mu", "sigma", "nu"),
+        loss=0.1,
+        converged=True,
+        method="mmd",
+        kind="numpy",
+        n_steps=2,
+        n_simulations=20,
+        wall_time=0.1,
+        confidence_interval=np.array([[0.5, 1.5], [1.5, 2.5], [2.5, 3.5]]),
+        correlation=corr,
+        history={"loss": np.array([2.0, 1.0]), "theta": np.ones((2, 3))},
+        data=np.zeros((4, 1)),
+    )  # loaded without its simulator: no marginal panels
+    fig = result.plot()
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["mmd loss", "mu", "sigma", "nu", "bootstrap correlation"]
+    ax = fig.axes[4]
+    np.testing.assert_array_equal(ax.images[0].get_array().filled(np.nan), corr)
+    assert ax.images[0].get_clim() == (-1.0, 1.0)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["mu", "sigma", "nu"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["mu", "sigma", "nu"]
+    cells = [t.get_text() for t in ax.texts]
+    assert cells == ["1.00", "0.97", "-0.20", "0.97", "1.00", "nan", "-0.20", "nan", "1.00"]
+    # One parameter has no correlation to draw.
+    single = FitResult(**{**result.__dict__, "param_names": ("mu",), "theta": np.ones(1),
+                          "confidence_interval": None, "correlation": np.ones((1, 1)),
+                          "history": {}})  # fmt: skip
+    assert [ax.get_title() for ax in single.plot().axes if ax.get_visible()] == ["mmd loss", "mu"]
