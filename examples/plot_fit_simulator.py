@@ -67,6 +67,14 @@ config = TrainConfig(max_steps=400, batch_size=256, lr=0.02, progress=False)
 grad_fit = rk.fit(sim, data, method="mmd", theta0=[2.0, 2.0, 1.0, 1.0], config=config, rng=0)
 print(grad_fit.kind, np.round(grad_fit.theta, 3))
 
+# %%
+# ``converged`` is True only when the iterates stopped moving: a trend test on the second half
+# of each parameter's trajectory. Here ``g``, the skewness, is still drifting after 400 steps
+# (the plot below shows it), so the fit says so, with a
+# :class:`~ratiokit.ConvergenceWarning`, instead of claiming an answer: raise ``max_steps`` or
+# ``lr`` until it stops moving.
+print(grad_fit.converged, grad_fit.details.get("message"))
+
 fig, ax = plt.subplots(figsize=(7, 3.5))
 for i, name in enumerate(sim.param_names):
     line = ax.plot(grad_fit.history["theta"][:, i], label=name)

@@ -66,6 +66,6 @@ print(f"log r on {log_r.device}: {np.round(log_r.cpu().numpy(), 2)}, exact {exac
 # parameters, the simulated minibatches and the method's computations all live there.
 sim = GaussianLocationScale(theta_true=(1.0, 2.0), dim=2)
 data = sim.sample(2000, rng=0)
-config = TrainConfig(max_steps=200, lr=0.05, device=device, progress=False)
+config = TrainConfig(max_steps=600, lr=0.05, device=device, progress=False)
 fit = rk.fit(sim, data, method="mmd", theta0=[0.0, 1.0], config=config, rng=0)
 print(f"(loc, scale) = {np.round(fit.theta, 2)} (truth (1, 2)), trained on {device}")
