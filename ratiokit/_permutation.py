@@ -27,7 +27,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,12 +39,15 @@ from ratiokit.kernels import (
     Kernel,
     _sqdist,
     kernel_sum,
+    power_of_two_scale,
 )
 
 __all__ = [
     "MAX_LABEL_BYTES",
     "LabelMatrix",
     "QuadraticForms",
+    "Statistics",
+    "bandwidth_detail",
     "check_finite_statistics",
     "check_label_memory",
     "dense_forms",
@@ -57,9 +60,11 @@ __all__ = [
     "linear_mmd2",
     "linear_sums",
     "n_labellings",
+    "pooled64",
     "progress_bar",
     "pvalue",
     "rank_pvalues",
+    "unit_kernel",
     "vmap_statistics",
 ]
 
@@ -711,7 +716,7 @@ def rank_pvalues(stats: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
     ``p[l, c] = #{c' : T[l, c'] >= T[l, c] - tol_l} / C``: each column's p-value against the
     set of all columns, observed included, so the columns stay exchangeable under H0 (the
-    reference set of the min-P aggregation of :class:`~ratiokit.two_sample.MMDAgg`).
+    reference set of the min-P aggregation of :class:`~ratiokit.methods.MMDAgg`).
     """
     n_cols = stats.shape[1]
     out = np.empty_like(stats, dtype=np.float64)
@@ -720,3 +725,53 @@ def rank_pvalues(stats: np.ndarray, scale: np.ndarray) -> np.ndarray:
         ordered = np.sort(values)
         out[row] = (n_cols - np.searchsorted(ordered, values - tol, side="left")) / n_cols
     return out
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Statistics of every label column (column 0 observed), their scale and extra details."""
+
+    values: np.ndarray
+    scale: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def pooled64(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The pooled sample in float64, centred and divided by ``c`` from
+    :func:`~ratiokit.kernels.power_of_two_scale`, and ``c``.
+
+    Kernels here are translation invariant, and a bandwidth kernel on ``z / c`` with
+    bandwidths ``h / c`` (:func:`unit_kernel`) has exactly the values of the original, so
+    the statistics are unchanged (``c`` is a power of two: the division is exact; ``c = 1``
+    for data of unit spread) while squared distances neither overflow nor underflow at any
+    scale of the data.
+    """
+    z = torch.cat([a, b]).detach().to(torch.float64)
+    z = z - z.mean(0)
+    scale = power_of_two_scale(z)
+    return z / scale, scale
+
+
+def unit_kernel(kernel: Kernel, scale: float) -> Kernel:
+    """``kernel`` for data divided by ``scale``: bandwidths ``h / scale``.
+
+    The energy kernel ``-|x - y|`` has no bandwidth and is returned as is: its values on the
+    divided data, hence its statistics, are those of the original divided by ``scale``.
+    """
+    if kernel.name == "energy":
+        return kernel
+    try:
+        return Kernel(kernel.name, tuple(h / scale for h in kernel.bandwidths), kernel.alpha)
+    except ValueError as err:
+        raise ValueError(
+            f"`bandwidth` must be within a factor of about 1e150 of the data's spread "
+            f"({scale:.3g}), or the kernel is constant or zero between distinct points; got "
+            f"{bandwidth_detail(kernel)!r}."
+        ) from err
+
+
+def bandwidth_detail(kernel: Kernel) -> float | list[float] | None:
+    if kernel.name == "energy":
+        return None
+    bws = kernel.bandwidths
+    return float(bws[0]) if len(bws) == 1 else [float(h) for h in bws]

@@ -23,15 +23,16 @@ from scipy import stats
 import ratiokit as rk
 from ratiokit import _permutation as engine
 from ratiokit.kernels import Kernel
-from ratiokit.methods import METHODS, Discrepancy
-from ratiokit.methods.mmd import MMD, EnergyDistance
-from ratiokit.two_sample import (
+from ratiokit.methods import (
+    METHODS,
     DeepKernelMMD,
+    Discrepancy,
     MMDAgg,
     OptimizedMMD,
     RandomFeatureMMD,
-    two_sample_test,
 )
+from ratiokit.methods.mmd import MMD, EnergyDistance
+from ratiokit.two_sample import two_sample_test
 from tests import reference
 
 # Statistics computed by tiles (BLAS, blocked sums) and by full NumPy Gram matrices agree to

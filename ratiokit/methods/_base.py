@@ -163,6 +163,10 @@ class Discrepancy(nn.Module):
         self.__dict__.update(fresh.__dict__)
         return self
 
+    def __repr__(self) -> str:
+        # One line: nn.Module's repr would also print a fitted critic's layers.
+        return f"{type(self).__name__}({self.extra_repr()})"
+
     def forward(self, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
         """Estimate D(P, Q) from ``x_p`` (n, d) ~ P and ``x_q`` (m, d) ~ Q as a 0-d tensor."""
         raise NotImplementedError

@@ -292,9 +292,7 @@ class KernelMeanMatching(Discrepancy):
         It is the biased MMD^2 with this kernel, so the test's kernel engine computes every
         relabelling in one pass over the Gram tiles instead of one call per relabelling.
         """
-        from ratiokit.two_sample import _mmd_statistics  # two_sample imports this module
-
-        return _mmd_statistics(self._as_mmd(), z[: labels.n], z[labels.n :], labels, progress)
+        return self._as_mmd()._permutation_statistics(z, labels, progress)
 
     def extra_repr(self) -> str:
         return (
