@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 
 from ratiokit.exceptions import NonFiniteStatisticError
 from ratiokit.kernels import (
@@ -55,6 +56,7 @@ __all__ = [
     "draw_labels",
     "feature_forms",
     "group_indices",
+    "held_out_scores",
     "keops_forms",
     "kernel_tiles",
     "linear_mmd2",
@@ -64,6 +66,7 @@ __all__ = [
     "progress_bar",
     "pvalue",
     "rank_pvalues",
+    "score_statistics",
     "unit_kernel",
     "vmap_statistics",
 ]
@@ -622,7 +625,7 @@ def vmap_statistics(
                         f"({str(err).splitlines()[0]}); it is evaluated once per relabelling, "
                         "which is slow: keep `forward` in torch operations (no Python floats, "
                         "NumPy or data-dependent branches) or give the method a "
-                        "`_permutation_statistics(z, labels, progress)` of its own.",
+                        "`null_statistics(z, labels, progress)` of its own.",
                         UserWarning,
                         stacklevel=stacklevel,
                     )
@@ -775,3 +778,52 @@ def bandwidth_detail(kernel: Kernel) -> float | list[float] | None:
         return None
     bws = kernel.bandwidths
     return float(bws[0]) if len(bws) == 1 else [float(h) for h in bws]
+
+
+def held_out_scores(estimator: Any, z: torch.Tensor) -> torch.Tensor | None:
+    """``log r`` at the held-out points, float64; None if the method's ratio is defined only at
+    the points it was fitted on (kernel mean matching): its ``forward`` is tested instead."""
+    try:
+        with torch.no_grad():
+            scores = estimator.log_ratio(z)
+    except (ValueError, NotImplementedError):
+        return None
+    scores = torch.as_tensor(scores, dtype=torch.float64, device=z.device).reshape(-1)
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError(
+            f"method {estimator.name!r} returned non-finite log-ratios on the held-out "
+            "points; the test needs finite scores (check the method's fit)."
+        )
+    return scores
+
+
+def score_statistics(name: str, scores: torch.Tensor, labels: LabelMatrix) -> Statistics:
+    """Held-out statistics of a fitted ratio method: mean log-ratio difference and accuracy.
+
+    With scores ``s = log r(z)`` on the pooled held-out sample, ``T = mean_x s - mean_y s``;
+    a point is classified as "x" when ``s > log(m / n)`` (the Bayes rule for the held-out
+    class sizes), and the accuracy is the fraction classified correctly. Both are linear in
+    the labels, so all relabellings cost one matrix product.
+    """
+    n = labels.n
+    m = scores.shape[0] - n
+    predicted = (scores > math.log(m / n)).to(torch.float64)
+    sums = linear_sums(torch.stack([scores, predicted], 1), labels)
+    mean_diff = sums[0] / n - (scores.sum() - sums[0]) / m
+    correct = 2.0 * sums[1] + m - predicted.sum()
+    accuracy = (correct / (n + m)).cpu().numpy()
+    acc_null = accuracy[labels.null]
+    k = round(float(correct[0]))
+    details: dict[str, Any] = {
+        "statistic": "mean log-ratio difference",
+        "accuracy": float(accuracy[0]),
+        "accuracy_pvalue": pvalue(
+            float(accuracy[0]), acc_null, "greater", exact=labels.exact, scale=1.0
+        ),
+        # Under H0 the predictions are independent of the (balanced) held-out labels, so the
+        # number correct is a sum of Bernoullis with mean (n + m) / 2 and at most binomial
+        # spread: the Binomial(n + m, 1/2) tail is exact or conservative.
+        "binomial_pvalue": float(stats.binom.sf(k - 1, n + m, 0.5)),
+    }
+    scale = float(scores.abs().mean())
+    return Statistics(mean_diff.cpu().numpy(), scale, details)

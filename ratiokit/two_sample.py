@@ -1,43 +1,38 @@
 """Front door 2, test: :func:`two_sample_test` of H0: P = Q.
 
-The test dispatches on the :class:`~ratiokit.methods.Discrepancy` interface only:
+As SciPy's ``permutation_test``: validate, fit the method as it asks, compute its statistic
+for every relabelling, rank the observed one among them, and return a result. The method
+says everything the test needs through the public :class:`~ratiokit.methods.Discrepancy`
+interface:
 
-- a method whose critic is learned (``learned_critic = True``) is fitted on one part of each
-  sample and tested on the held-out parts; a ratio method is scored by the mean log-ratio
-  difference of the held-out points (its accuracy as a classifier is reported too);
-- any other method is fitted on all the data (label-free choices only, such as a median
-  bandwidth) and permutation-tested on all of it.
-
-Statistics of every relabelling come from the batched engine in :mod:`ratiokit._permutation`:
-kernel methods (:class:`~ratiokit.methods.mmd.MMD`, the energy distance and the MMD methods
-made for testing) as kernel quadratic forms over tiles of the pooled Gram matrix, everything
-else with ``torch.func.vmap``. A method can provide its own batched statistics by defining
-``_permutation_statistics(z, labels, progress)``, as the kernel methods do.
+- ``test_fit``: ``"split"`` (a learned critic: fitted on one part of each sample and tested
+  on the held-out rest), ``"all"`` (label-free choices such as a median bandwidth, on all the
+  data) or ``"none"``;
+- ``null``: permutations, or pair swaps (the wild bootstrap);
+- ``scale_invariant``: whether to skip the warning about features on very different scales;
+- :meth:`~ratiokit.methods.Discrepancy.null_statistics`: the statistic of every relabelling,
+  from the batched engine in :mod:`ratiokit._permutation` (kernel quadratic forms over tiles
+  of the pooled Gram matrix for the kernel methods, ``torch.func.vmap`` over ``forward`` by
+  default).
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
 
 from ratiokit._permutation import (
-    LabelMatrix,
-    Statistics,
     check_label_memory,
     draw_labels,
-    linear_sums,
     pvalue,
-    vmap_statistics,
 )
 from ratiokit._rng import check_rng
 from ratiokit._validation import as_sample_pair, check_choice, check_device, check_int
 from ratiokit.critics import canonical_order
-from ratiokit.methods import Discrepancy, get_method
+from ratiokit.methods import TEST_FITS, Discrepancy, get_method
 from ratiokit.results import TwoSampleTestResult
 
 __all__ = ["two_sample_test"]
@@ -76,18 +71,20 @@ def _two_sample_test_iv(
     device = check_device(device)
     a, b = as_sample_pair(x, y, ("x", "y"), min_samples=estimator.min_samples, device=device)
     n, m = a.shape[0], b.shape[0]
-    if _splits(estimator) and min(n, m) < 2 * estimator.min_samples:
+    check_choice(estimator.test_fit, "test_fit", TEST_FITS)
+    split = estimator.test_fit == "split"
+    if split and min(n, m) < 2 * estimator.min_samples:
         raise ValueError(
             f"`x` and `y` must each have at least {2 * estimator.min_samples} samples for "
             f"method {estimator.name!r}, which fits its critic on one part of each sample and "
             f"tests on the other; got {n} and {m}."
         )
-    if getattr(estimator, "null", "permutation") == "wild" and n != m:
+    if estimator.null == "wild" and n != m:
         raise ValueError(
             "`x` and `y` must have the same number of samples for `null`='wild' (the wild "
             f"bootstrap swaps the pairs (x_i, y_i)); got {n} and {m}."
         )
-    if _splits(estimator):  # the test runs on the held-out min(n, m) // 2 points of each
+    if split:  # the test runs on the held-out min(n, m) // 2 points of each
         n = m = min(n, m) // 2
     check_label_memory(n, m, n_perm, _scheme(estimator))
     return estimator.to(a.device), a, b, n_perm, alt, gen
@@ -234,18 +231,18 @@ def two_sample_test(
     details: dict[str, Any] = {"standardized": bool(standardize)}
     if standardize:
         a, b = _standardize(a, b)
-    elif not hasattr(estimator, "hotelling_t2"):  # Hotelling's T^2 is invariant to units
+    elif not estimator.scale_invariant:
         _warn_feature_scales(a, b)
-    if _splits(estimator):
+    if estimator.test_fit == "split":
         (a_fit, b_fit), (a, b) = _split(a, b, split_rng)
         estimator.fit_critic(a_fit, b_fit, rng=fit_rng)
         details.update(n_fit_x=a_fit.shape[0], n_fit_y=b_fit.shape[0])
-    elif not hasattr(estimator, "hotelling_t2"):
+    elif estimator.test_fit == "all":
         estimator.fit_critic(a, b, rng=fit_rng)
     n, m = a.shape[0], b.shape[0]
     scheme = _scheme(estimator)
     labels = draw_labels(n, m, n_perm, label_rng, scheme=scheme).to(a.device)
-    result = _statistics(estimator, a, b, labels, progress)
+    result = estimator.null_statistics(torch.cat([a, b]).detach(), labels, progress)
     null = result.values[labels.null]
     observed = float(result.values[0])
     name = getattr(estimator, "name", type(estimator).__name__)
@@ -330,13 +327,7 @@ def _warn_feature_scales(a: torch.Tensor, b: torch.Tensor) -> None:
 
 def _scheme(estimator: Discrepancy) -> str:
     """Relabelling scheme: pair swaps for a wild bootstrap, else permutations."""
-    return "swap" if getattr(estimator, "null", "permutation") == "wild" else "permutation"
-
-
-def _splits(estimator: Discrepancy) -> bool:
-    """Whether the test fits on one part and tests on the other: a learned critic, unless the
-    method has a label-free statistic of its own (Hotelling's T^2 of its moment statistics)."""
-    return estimator.learned_critic and not hasattr(estimator, "hotelling_t2")
+    return "swap" if estimator.null == "wild" else "permutation"
 
 
 def _split(
@@ -347,145 +338,3 @@ def _split(
     pa = torch.as_tensor(rng.permutation(a.shape[0]), device=a.device)
     pb = torch.as_tensor(rng.permutation(b.shape[0]), device=b.device)
     return (a[pa[held:]], b[pb[held:]]), (a[pa[:held]], b[pb[:held]])
-
-
-def _statistics(
-    estimator: Discrepancy,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    labels: LabelMatrix,
-    progress: bool | None,
-) -> Statistics:
-    """Dispatch on the Discrepancy interface: every column's statistic, observed first."""
-    if hasattr(estimator, "hotelling_t2"):
-        return _hotelling_statistics(estimator, a, b, labels, progress)
-    z = torch.cat([a, b]).detach()
-    if estimator.learned_critic and estimator.has_log_ratio:
-        scores = _held_out_scores(estimator, z)
-        if scores is not None:
-            return _score_statistics(estimator.name, scores, labels)
-    own = getattr(estimator, "_permutation_statistics", None)
-    if own is not None:
-        return own(z, labels, progress)
-    # stacklevel 4: a warning points at the user's call of two_sample_test.
-    values = vmap_statistics(
-        estimator, z, labels, progress=progress, name=f"of {estimator.name!r}", stacklevel=4
-    )
-    values = values.cpu().numpy()
-    return Statistics(values, float(np.abs(values).max()), {"statistic": "forward"})
-
-
-def _held_out_scores(estimator: Discrepancy, z: torch.Tensor) -> torch.Tensor | None:
-    """``log r`` at the held-out points, float64; None if the method's ratio is defined only at
-    the points it was fitted on (kernel mean matching): its ``forward`` is tested instead."""
-    try:
-        with torch.no_grad():
-            scores = estimator.log_ratio(z)
-    except (ValueError, NotImplementedError):
-        return None
-    scores = torch.as_tensor(scores, dtype=torch.float64, device=z.device).reshape(-1)
-    if not bool(torch.isfinite(scores).all()):
-        raise ValueError(
-            f"method {estimator.name!r} returned non-finite log-ratios on the held-out "
-            "points; the test needs finite scores (check the method's fit)."
-        )
-    return scores
-
-
-def _score_statistics(name: str, scores: torch.Tensor, labels: LabelMatrix) -> Statistics:
-    """Held-out statistics of a fitted ratio method: mean log-ratio difference and accuracy.
-
-    With scores ``s = log r(z)`` on the pooled held-out sample, ``T = mean_x s - mean_y s``;
-    a point is classified as "x" when ``s > log(m / n)`` (the Bayes rule for the held-out
-    class sizes), and the accuracy is the fraction classified correctly. Both are linear in
-    the labels, so all relabellings cost one matrix product.
-    """
-    n = labels.n
-    m = scores.shape[0] - n
-    predicted = (scores > math.log(m / n)).to(torch.float64)
-    sums = linear_sums(torch.stack([scores, predicted], 1), labels)
-    mean_diff = sums[0] / n - (scores.sum() - sums[0]) / m
-    correct = 2.0 * sums[1] + m - predicted.sum()
-    accuracy = (correct / (n + m)).cpu().numpy()
-    acc_null = accuracy[labels.null]
-    k = round(float(correct[0]))
-    details: dict[str, Any] = {
-        "statistic": "mean log-ratio difference",
-        "accuracy": float(accuracy[0]),
-        "accuracy_pvalue": pvalue(
-            float(accuracy[0]), acc_null, "greater", exact=labels.exact, scale=1.0
-        ),
-        # Under H0 the predictions are independent of the (balanced) held-out labels, so the
-        # number correct is a sum of Bernoullis with mean (n + m) / 2 and at most binomial
-        # spread: the Binomial(n + m, 1/2) tail is exact or conservative.
-        "binomial_pvalue": float(stats.binom.sf(k - 1, n + m, 0.5)),
-    }
-    scale = float(scores.abs().mean())
-    return Statistics(mean_diff.cpu().numpy(), scale, details)
-
-
-def _hotelling_statistics(
-    estimator: Discrepancy,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    labels: LabelMatrix,
-    progress: bool | None,
-) -> Statistics:
-    """Hotelling's T^2 of every relabelling, with the F-test p-value of the observed one.
-
-    ``F = T^2 df2 / (df1 (df1 + df2 - 1))`` follows F(df1, df2) under H0 for Gaussian
-    statistics with a common covariance (df1 = k statistics, df2 = n + m - k - 1). With the
-    method's ``pooled_statistics`` and ``ridge``
-    (:class:`~ratiokit.methods.moments.MomentMatching`) every relabelling comes from one
-    eigendecomposition (:func:`_batched_hotelling`); otherwise ``hotelling_t2`` is called on
-    each.
-    """
-    t2, df1, df2 = estimator.hotelling_t2(a, b)
-    z = torch.cat([a, b]).detach()
-    if hasattr(estimator, "pooled_statistics") and hasattr(estimator, "ridge"):
-        with torch.no_grad():
-            s = estimator.pooled_statistics(z).to(torch.float64)
-        values = _batched_hotelling(s, float(estimator.ridge), labels)
-    else:
-        values = vmap_statistics(
-            lambda p, q: torch.as_tensor(estimator.hotelling_t2(p, q)[0], dtype=torch.float64),
-            z,
-            labels,
-            progress=progress,
-            name=f"hotelling_t2 of {estimator.name!r}",
-            stacklevel=5,
-        )
-    f_stat = float(t2) * float(df2) / (float(df1) * (float(df1) + float(df2) - 1.0))
-    details = {
-        "statistic": "Hotelling T^2",
-        "df1": int(df1),
-        "df2": int(df2),
-        "f_pvalue": float(stats.f.sf(f_stat, float(df1), float(df2))),
-    }
-    values = values.cpu().numpy()
-    return Statistics(values, max(1.0, abs(float(t2))), details)
-
-
-def _batched_hotelling(s: torch.Tensor, ridge: float, labels: LabelMatrix) -> torch.Tensor:
-    r"""``T^2 = (n m / N) delta' (S + rho I)^-1 delta`` for every column, shape (C,).
-
-    ``S = W / (N - 2)`` is the pooled within-group covariance of the statistics ``s`` (N, k)
-    and ``rho = ridge tr(S) / k``. The total scatter ``T = W + (n m / N) delta delta'`` does
-    not depend on the labels, so with ``T = U diag(lam) U'`` and
-    ``a = sum_j (U' delta)_j^2 / (lam_j / (N - 2) + rho)``, Sherman-Morrison gives
-    ``delta' (S + rho I)^-1 delta = a / (1 - g a)``, ``g = n m / (N (N - 2))``: one
-    eigendecomposition and one (N, k) x (N, C) product for all columns.
-    """
-    big_n, k = s.shape
-    n = labels.n
-    m = big_n - n
-    c = s - s.mean(0)
-    lam, vecs = torch.linalg.eigh(c.T @ c)
-    # delta = mean_x s - mean_y s = (1/n + 1/m) sum_x c, as the centred rows sum to 0.
-    delta = linear_sums(c @ vecs, labels) * (1.0 / n + 1.0 / m)
-    norm2 = (delta * delta).sum(0)
-    level = (lam.sum() - n * m / big_n * norm2) / (k * (big_n - 2))
-    level = torch.where(level > 0, level, torch.ones_like(level))
-    a = (delta * delta / (lam[:, None] / (big_n - 2) + ridge * level[None, :])).sum(0)
-    g = n * m / (big_n * (big_n - 2))
-    return n * m / big_n * a / (1.0 - g * a)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ratiokit.methods import METHODS, Discrepancy, get_method
+from ratiokit._permutation import draw_labels
+from ratiokit.methods import METHODS, TEST_FITS, Discrepancy, get_method
 
 NAMES = sorted(METHODS)
 #: Smaller settings for methods whose default training takes seconds per fit (the near-zero
@@ -119,3 +120,31 @@ def test_log_ratio_shape_and_dtype(name):
 def test_density_difference_methods_say_they_have_no_ratio(name):
     with pytest.raises(NotImplementedError, match="not a ratio"):
         make(name).log_ratio(sample(5, 2, 0.0, 16))
+
+
+#: Methods whose null_statistics is a batched form of their own forward (kernel quadratic
+#: forms or random features), rather than the default vmap over forward.
+BATCHED = ["energy", "kmm", "mmd", "mmd_deep", "mmd_opt", "mmd_rff"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_test_hooks_are_declared(name):
+    cls = METHODS[name]
+    assert cls.test_fit in TEST_FITS and cls.null in ("permutation", "wild")
+    assert isinstance(cls.scale_invariant, bool)
+    assert (cls.test_fit == "split") == (cls.learned_critic and name != "moments")
+
+
+@pytest.mark.parametrize("name", BATCHED)
+def test_batched_null_statistics_are_forward_on_every_relabelling(name):
+    # Reference: forward on each relabelled split, one call per column (float64 sums in
+    # another order: equal to ~1e-13 relative).
+    x_p, x_q = sample(12, 2, 0.5, 17), sample(10, 2, 0.0, 18)
+    method = make(name).fit_critic(x_p, x_q, rng=0)
+    assert type(method).null_statistics is not Discrepancy.null_statistics
+    z = torch.cat([x_p, x_q])
+    labels = draw_labels(12, 10, 6, np.random.default_rng(19))
+    got = method.null_statistics(z, labels, False).values
+    with torch.no_grad():
+        want = [float(method(z[col], z[~col])) for col in labels.matrix.T]
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-12)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ratiokit.methods._base import Discrepancy
+from ratiokit._permutation import LabelMatrix, Statistics
+from ratiokit.methods._base import TEST_FITS, Discrepancy, fits_on_split
 from ratiokit.methods.bregman import NeuralBregman
 from ratiokit.methods.classifier import Classifier
 from ratiokit.methods.fdiv import FDivergence
@@ -25,6 +26,7 @@ __all__ = [
     "ALIASES",
     "METHODS",
     "MMD",
+    "TEST_FITS",
     "Classifier",
     "DeepKernelMMD",
     "Discrepancy",
@@ -32,13 +34,16 @@ __all__ = [
     "FDivergence",
     "KLIEP",
     "KernelMeanMatching",
+    "LabelMatrix",
     "MMDAgg",
     "MomentMatching",
     "NeuralBregman",
     "OptimizedMMD",
     "RandomFeatureMMD",
     "RuLSIF",
+    "Statistics",
     "ULSIF",
+    "fits_on_split",
     "get_method",
 ]
 

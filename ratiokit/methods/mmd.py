@@ -141,7 +141,7 @@ class MMD(Discrepancy):
             value = s_pp / n**2 + s_qq / m**2
         return (value - 2.0 * s_pq / (n * m)).to(x_p.dtype)
 
-    def _permutation_statistics(
+    def null_statistics(
         self, z: torch.Tensor, labels: LabelMatrix, progress: bool | None
     ) -> Statistics:
         """MMD^2 of every column on the pooled sample divided by a power of two

@@ -1,7 +1,8 @@
 """MMD methods made for two-sample testing: aggregated, optimised, random-feature, deep kernel.
 
-Each provides the statistics of every relabelling itself (:meth:`null_statistics`), so
-:func:`ratiokit.two_sample_test` computes them in one pass over the pooled Gram tiles.
+Each provides the statistics of every relabelling itself
+(:meth:`~ratiokit.methods.Discrepancy.null_statistics`), so :func:`ratiokit.two_sample_test`
+computes them in one pass over the pooled Gram tiles (or the random features).
 """
 
 from __future__ import annotations
@@ -134,15 +135,14 @@ def _warn_few_permutations(n_kernels: int, labels: LabelMatrix) -> None:
         if labels.exact
         else f"increase `n_permutations` to at least {needed - 1}, or aggregate fewer kernels"
     )
-    # stacklevel 5: this function, _permutation_statistics, _statistics, two_sample_test,
-    # the user's call.
+    # stacklevel 4: this function, null_statistics, two_sample_test, the user's call.
     warnings.warn(
         f"MMDAgg over {kernels} had {n_cols} relabellings (observed included); with fewer "
         f"than {needed} (= 2 x {kernels} / 0.05) its p-value can stay above 0.025 however "
         f"strong the evidence, and the test can lose most of its power at the 5% level: "
         f"{remedy}.",
         UserWarning,
-        stacklevel=5,
+        stacklevel=4,
     )
 
 
@@ -255,7 +255,7 @@ class MMDAgg(Discrepancy):
         total = sum(MMD(k.name, k.bandwidths)(x_p, x_q) for k in collection)
         return total / len(collection)
 
-    def _permutation_statistics(
+    def null_statistics(
         self, z: torch.Tensor, labels: LabelMatrix, progress: bool | None
     ) -> Statistics:
         collection = self.collection_ or self._resolve(z[: labels.n], z[labels.n :], 0)
@@ -525,7 +525,7 @@ class RandomFeatureMMD(MMD):
         yy = (sy @ sy - (fy * fy).sum()) / (m * (m - 1))
         return xx + yy - 2.0 * (sx @ sy) / (n * m)
 
-    def _permutation_statistics(
+    def null_statistics(
         self, z: torch.Tensor, labels: LabelMatrix, progress: bool | None
     ) -> Statistics:
         forms = feature_forms(self.features(z.to(torch.float64)), labels, progress=progress)
@@ -750,7 +750,7 @@ class DeepKernelMMD(Discrepancy):
         value = (s_xx - n) / (n * (n - 1)) + (s_yy - m) / (m * (m - 1)) - 2.0 * s_xy / (n * m)
         return value.to(x_p.dtype)
 
-    def _permutation_statistics(
+    def null_statistics(
         self, z: torch.Tensor, labels: LabelMatrix, progress: bool | None
     ) -> Statistics:
         with torch.no_grad():
