@@ -45,7 +45,7 @@ class Discrepancy(nn.Module):
         matching, whose weights live on the fitted Q sample only).
     learned_critic : bool
         Whether :meth:`fit_critic` learns from the data (network weights, kernel-model
-        coefficients): a two-sample test then fits on one split and tests on the other.
+        coefficients); it sets the default ``test_fit``.
     divergence_kinds : tuple of str
         Divergences the method estimates with an estimator of its own
         (:meth:`estimate_divergence`); every ratio method also gets plug-in estimates from
