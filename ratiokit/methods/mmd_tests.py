@@ -258,6 +258,8 @@ class MMDAgg(Discrepancy):
     def null_statistics(
         self, z: torch.Tensor, labels: LabelMatrix, progress: bool | None
     ) -> Statistics:
+        """``-log(min_l p_l / w_l)`` of every relabelling: one pass over the Gram tiles
+        serves every kernel, and each kernel's p-values rank its MMD^2 among the columns."""
         collection = self.collection_ or self._resolve(z[: labels.n], z[labels.n :], 0)
         n = labels.n
         m = z.shape[0] - n
@@ -528,6 +530,8 @@ class RandomFeatureMMD(MMD):
     def null_statistics(
         self, z: torch.Tensor, labels: LabelMatrix, progress: bool | None
     ) -> Statistics:
+        """The random-feature MMD^2 (:meth:`forward`) of every relabelling, from the mean
+        features of each group: O((n + m) F) per relabelling."""
         forms = feature_forms(self.features(z.to(torch.float64)), labels, progress=progress)
         values = forms.mmd2(labels.n, z.shape[0] - labels.n, self.estimator)[0]
         kernel = self.resolved_kernel(z[: labels.n], z[labels.n :])
@@ -753,6 +757,8 @@ class DeepKernelMMD(Discrepancy):
     def null_statistics(
         self, z: torch.Tensor, labels: LabelMatrix, progress: bool | None
     ) -> Statistics:
+        """The unbiased MMD^2 with the learned kernel (:meth:`forward`) of every relabelling,
+        from one pass over tiles of its Gram matrix."""
         with torch.no_grad():
             w = self._augment(z)
             forms = dense_forms(
