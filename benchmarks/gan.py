@@ -141,6 +141,7 @@ def _ring_methods() -> dict[str, tuple[Any, dict[str, Any]]]:
         MMD,
         ULSIF,
         Classifier,
+        DeepKernelMMD,
         EnergyDistance,
         FDivergence,
         KernelMeanMatching,
@@ -148,7 +149,6 @@ def _ring_methods() -> dict[str, tuple[Any, dict[str, Any]]]:
         NeuralBregman,
         RuLSIF,
     )
-    from ratiokit.two_sample import DeepKernelMMD
 
     methods: dict[str, tuple[Any, dict[str, Any]]] = {
         "classifier (GAN, non-saturating)": (Classifier, {}),

@@ -436,8 +436,8 @@ def _power_problems(quick: bool) -> dict[str, tuple[Any, int]]:
 
 
 def _power_methods() -> dict[str, Any]:
+    from ratiokit.methods import DeepKernelMMD
     from ratiokit.methods.mmd import MMD
-    from ratiokit.two_sample import DeepKernelMMD
 
     return {
         "mmd (median)": lambda: "mmd",

@@ -55,7 +55,7 @@ plt.show()
 # %%
 # A bandwidth at the scale of a blob (about 1) separates them; so does aggregating many
 # bandwidths with ``"mmdagg"`` (no data spent on choosing one), or choosing one for power
-# on half of the data with :class:`~ratiokit.two_sample.OptimizedMMD` (``"mmd_opt"``).
+# on half of the data with :class:`~ratiokit.methods.OptimizedMMD` (``"mmd_opt"``).
 tests = {
     "mmd, median bandwidth": "mmd",
     "mmd, bandwidth 1": rk.MMD(bandwidth=1.0),

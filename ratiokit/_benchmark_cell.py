@@ -23,7 +23,7 @@ from ratiokit._validation import as_sample_pair
 from ratiokit.methods import METHODS, Discrepancy, get_method
 from ratiokit.ratio import divergence
 from ratiokit.synthetic import SyntheticPair
-from ratiokit.two_sample import TEST_METHODS, two_sample_test
+from ratiokit.two_sample import two_sample_test
 
 __all__ = ["Cell", "method_class", "run_cell"]
 
@@ -55,14 +55,12 @@ class Cell:
 
 
 def method_class(spec: str | Discrepancy) -> type[Discrepancy]:
-    """The class of a method given by a registered name (or a test's name) or an instance."""
-    return type(spec) if isinstance(spec, Discrepancy) else {**TEST_METHODS, **METHODS}[spec]
+    """The class of a method given by a registered name or an instance."""
+    return type(spec) if isinstance(spec, Discrepancy) else METHODS[spec]
 
 
 def _fresh(spec: str | Discrepancy) -> Discrepancy:
     """A new instance for a name, or a copy of an instance (never the caller's object)."""
-    if isinstance(spec, str) and spec in TEST_METHODS:
-        return TEST_METHODS[spec]()
     return get_method(spec)
 
 

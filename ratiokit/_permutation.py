@@ -27,11 +27,12 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 
 from ratiokit.exceptions import NonFiniteStatisticError
 from ratiokit.kernels import (
@@ -39,12 +40,15 @@ from ratiokit.kernels import (
     Kernel,
     _sqdist,
     kernel_sum,
+    power_of_two_scale,
 )
 
 __all__ = [
     "MAX_LABEL_BYTES",
     "LabelMatrix",
     "QuadraticForms",
+    "Statistics",
+    "bandwidth_detail",
     "check_finite_statistics",
     "check_label_memory",
     "dense_forms",
@@ -52,14 +56,18 @@ __all__ = [
     "draw_labels",
     "feature_forms",
     "group_indices",
+    "held_out_scores",
     "keops_forms",
     "kernel_tiles",
     "linear_mmd2",
     "linear_sums",
     "n_labellings",
+    "pooled64",
     "progress_bar",
     "pvalue",
     "rank_pvalues",
+    "score_statistics",
+    "unit_kernel",
     "vmap_statistics",
 ]
 
@@ -617,7 +625,7 @@ def vmap_statistics(
                         f"({str(err).splitlines()[0]}); it is evaluated once per relabelling, "
                         "which is slow: keep `forward` in torch operations (no Python floats, "
                         "NumPy or data-dependent branches) or give the method a "
-                        "`_permutation_statistics(z, labels, progress)` of its own.",
+                        "`null_statistics(z, labels, progress)` of its own.",
                         UserWarning,
                         stacklevel=stacklevel,
                     )
@@ -711,7 +719,7 @@ def rank_pvalues(stats: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
     ``p[l, c] = #{c' : T[l, c'] >= T[l, c] - tol_l} / C``: each column's p-value against the
     set of all columns, observed included, so the columns stay exchangeable under H0 (the
-    reference set of the min-P aggregation of :class:`~ratiokit.two_sample.MMDAgg`).
+    reference set of the min-P aggregation of :class:`~ratiokit.methods.MMDAgg`).
     """
     n_cols = stats.shape[1]
     out = np.empty_like(stats, dtype=np.float64)
@@ -720,3 +728,102 @@ def rank_pvalues(stats: np.ndarray, scale: np.ndarray) -> np.ndarray:
         ordered = np.sort(values)
         out[row] = (n_cols - np.searchsorted(ordered, values - tol, side="left")) / n_cols
     return out
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Statistics of every label column (column 0 observed), their scale and extra details."""
+
+    values: np.ndarray
+    scale: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def pooled64(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The pooled sample in float64, centred and divided by ``c`` from
+    :func:`~ratiokit.kernels.power_of_two_scale`, and ``c``.
+
+    Kernels here are translation invariant, and a bandwidth kernel on ``z / c`` with
+    bandwidths ``h / c`` (:func:`unit_kernel`) has exactly the values of the original, so
+    the statistics are unchanged (``c`` is a power of two: the division is exact; ``c = 1``
+    for data of unit spread) while squared distances neither overflow nor underflow at any
+    scale of the data.
+    """
+    z = torch.cat([a, b]).detach().to(torch.float64)
+    z = z - z.mean(0)
+    scale = power_of_two_scale(z)
+    return z / scale, scale
+
+
+def unit_kernel(kernel: Kernel, scale: float) -> Kernel:
+    """``kernel`` for data divided by ``scale``: bandwidths ``h / scale``.
+
+    The energy kernel ``-|x - y|`` has no bandwidth and is returned as is: its values on the
+    divided data, hence its statistics, are those of the original divided by ``scale``.
+    """
+    if kernel.name == "energy":
+        return kernel
+    try:
+        return Kernel(kernel.name, tuple(h / scale for h in kernel.bandwidths), kernel.alpha)
+    except ValueError as err:
+        raise ValueError(
+            f"`bandwidth` must be within a factor of about 1e150 of the data's spread "
+            f"({scale:.3g}), or the kernel is constant or zero between distinct points; got "
+            f"{bandwidth_detail(kernel)!r}."
+        ) from err
+
+
+def bandwidth_detail(kernel: Kernel) -> float | list[float] | None:
+    if kernel.name == "energy":
+        return None
+    bws = kernel.bandwidths
+    return float(bws[0]) if len(bws) == 1 else [float(h) for h in bws]
+
+
+def held_out_scores(estimator: Any, z: torch.Tensor) -> torch.Tensor | None:
+    """``log r`` at the held-out points, float64; None if the method's ratio is defined only at
+    the points it was fitted on (kernel mean matching): its ``forward`` is tested instead."""
+    try:
+        with torch.no_grad():
+            scores = estimator.log_ratio(z)
+    except (ValueError, NotImplementedError):
+        return None
+    scores = torch.as_tensor(scores, dtype=torch.float64, device=z.device).reshape(-1)
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError(
+            f"method {estimator.name!r} returned non-finite log-ratios on the held-out "
+            "points; the test needs finite scores (check the method's fit)."
+        )
+    return scores
+
+
+def score_statistics(name: str, scores: torch.Tensor, labels: LabelMatrix) -> Statistics:
+    """Held-out statistics of a fitted ratio method: mean log-ratio difference and accuracy.
+
+    With scores ``s = log r(z)`` on the pooled held-out sample, ``T = mean_x s - mean_y s``;
+    a point is classified as "x" when ``s > log(m / n)`` (the Bayes rule for the held-out
+    class sizes), and the accuracy is the fraction classified correctly. Both are linear in
+    the labels, so all relabellings cost one matrix product.
+    """
+    n = labels.n
+    m = scores.shape[0] - n
+    predicted = (scores > math.log(m / n)).to(torch.float64)
+    sums = linear_sums(torch.stack([scores, predicted], 1), labels)
+    mean_diff = sums[0] / n - (scores.sum() - sums[0]) / m
+    correct = 2.0 * sums[1] + m - predicted.sum()
+    accuracy = (correct / (n + m)).cpu().numpy()
+    acc_null = accuracy[labels.null]
+    k = round(float(correct[0]))
+    details: dict[str, Any] = {
+        "statistic": "mean log-ratio difference",
+        "accuracy": float(accuracy[0]),
+        "accuracy_pvalue": pvalue(
+            float(accuracy[0]), acc_null, "greater", exact=labels.exact, scale=1.0
+        ),
+        # Under H0 the predictions are independent of the (balanced) held-out labels, so the
+        # number correct is a sum of Bernoullis with mean (n + m) / 2 and at most binomial
+        # spread: the Binomial(n + m, 1/2) tail is exact or conservative.
+        "binomial_pvalue": float(stats.binom.sf(k - 1, n + m, 0.5)),
+    }
+    scale = float(scores.abs().mean())
+    return Statistics(mean_diff.cpu().numpy(), scale, details)

@@ -25,7 +25,6 @@ from ratiokit._validation import check_choice, check_device, check_int
 from ratiokit.methods import METHODS, Discrepancy
 from ratiokit.results import BenchmarkResult
 from ratiokit.synthetic import DIVERGENCES, PROBLEMS, SyntheticPair, make_problem
-from ratiokit.two_sample import TEST_METHODS
 
 __all__ = ["KEY_COLUMNS", "METRICS", "benchmark"]
 
@@ -43,7 +42,7 @@ _EXACT_KINDS = (*DIVERGENCES, "pe")
 
 def _method_label(spec: Any) -> tuple[str, str | Discrepancy]:
     if isinstance(spec, str):
-        names = sorted({*METHODS, *TEST_METHODS})
+        names = sorted(METHODS)
         return check_choice(spec, "methods", names), spec
     if not isinstance(spec, Discrepancy):
         raise TypeError(

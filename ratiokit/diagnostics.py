@@ -24,9 +24,9 @@ from scipy import special, stats
 
 from ratiokit._rng import check_rng
 from ratiokit._validation import as_sample_pair, check_int, is_tensor
-from ratiokit.methods import Discrepancy
+from ratiokit.methods import Discrepancy, get_method
 from ratiokit.results import REWEIGHTED_SHIFT, RatioDiagnostics
-from ratiokit.two_sample import _resolve_method, two_sample_test
+from ratiokit.two_sample import two_sample_test
 
 __all__ = ["ratio_diagnostics"]
 
@@ -35,7 +35,7 @@ def _ratio_diagnostics_iv(
     x_p: Any, x_q: Any, n_bins: Any, test_method: Any, n_permutations: Any, alpha: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     try:
-        _resolve_method(test_method)
+        get_method(test_method, test=True)
     except (TypeError, ValueError) as err:
         raise type(err)(str(err).replace("`method`", "`test_method`", 1)) from err
     check_int(n_bins, "n_bins", minimum=1)

@@ -60,8 +60,8 @@ from ratiokit._validation import as_sample, check_choice, check_int, check_posit
 from ratiokit.config import THETA_LR, TrainConfig
 from ratiokit.exceptions import ConvergenceWarning, ExecutorError
 from ratiokit.methods import Discrepancy, get_method
+from ratiokit.methods import fits_on_split as _splits
 from ratiokit.results import FitResult
-from ratiokit.two_sample import _splits
 
 __all__ = ["KINDS", "fit", "simulate_at"]
 

@@ -8,8 +8,8 @@ import ratiokit as rk
 from ratiokit.methods import ALIASES, METHODS, get_method
 
 CANONICAL = [
-    "bregman", "classifier", "energy", "fdiv", "kliep", "kmm", "mmd", "moments", "rulsif",
-    "ulsif",
+    "bregman", "classifier", "energy", "fdiv", "kliep", "kmm", "mmd", "mmd_deep", "mmd_opt",
+    "mmd_rff", "mmdagg", "moments", "rulsif", "ulsif",
 ]  # fmt: skip
 
 

@@ -25,10 +25,9 @@ from ratiokit._train import _STREAMS, NonFiniteLossError, TrainOutcome, train
 from ratiokit._train_state import adam, finite_step, r1_penalty
 from ratiokit.config import TrainConfig
 from ratiokit.critics import make_critic
-from ratiokit.methods import METHODS, Classifier, FDivergence, get_method
+from ratiokit.methods import METHODS, Classifier, DeepKernelMMD, FDivergence, get_method
 from ratiokit.results import TrainHistory
 from ratiokit.simulators import GaussianLocationScale
-from ratiokit.two_sample import DeepKernelMMD
 
 
 def data_2d(n=200, shift=1.0, seed=0):

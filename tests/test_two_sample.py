@@ -23,15 +23,17 @@ from scipy import stats
 import ratiokit as rk
 from ratiokit import _permutation as engine
 from ratiokit.kernels import Kernel
-from ratiokit.methods import METHODS, Discrepancy
-from ratiokit.methods.mmd import MMD, EnergyDistance
-from ratiokit.two_sample import (
+from ratiokit.methods import (
+    METHODS,
     DeepKernelMMD,
+    Discrepancy,
     MMDAgg,
     OptimizedMMD,
     RandomFeatureMMD,
-    two_sample_test,
 )
+from ratiokit.methods._hotelling import hotelling_statistics
+from ratiokit.methods.mmd import MMD, EnergyDistance
+from ratiokit.two_sample import two_sample_test
 from tests import reference
 
 # Statistics computed by tiles (BLAS, blocked sums) and by full NumPy Gram matrices agree to
@@ -134,9 +136,15 @@ def hotelling_reference(x, y):
 
 
 class Moments(Discrepancy):
-    """Stands in for MomentMatching: the hotelling_t2(x_p, x_q) -> (t2, df1, df2) hook."""
+    """Stands in for MomentMatching: Hotelling's T^2 from hotelling_t2 -> (t2, df1, df2),
+    called on every relabelling (no batched form), through the public test hooks."""
 
     name: ClassVar[str] = "moments_stub"
+    test_fit: ClassVar[str] = "none"
+    scale_invariant: ClassVar[bool] = True
+
+    def null_statistics(self, z, labels, progress):
+        return hotelling_statistics(self, z, labels, progress, batched=False)
 
     def hotelling_t2(self, x_p, x_q):
         n, m, d = len(x_p), len(x_q), x_p.shape[1]
@@ -1158,3 +1166,64 @@ def test_standardize_gains_power_on_wine_features_of_different_scales(method):
                 )
             rejections[standardize] += res.pvalue <= 0.05
     assert rejections[True] >= 25 and rejections[False] <= 23, rejections
+
+
+# --- the public test hooks ----------------------------------------------------------------
+
+
+class DoubledMMD(MMD):
+    """An MMD subclass that redefines the statistic (forward) but not null_statistics."""
+
+    name: ClassVar[str] = "doubled_mmd"
+
+    def forward(self, x_p, x_q):
+        return 2.0 * super().forward(x_p, x_q)
+
+
+def test_subclass_overriding_forward_is_tested_on_its_own_forward():
+    # Reference: the parent's test with the same rng draws the same relabellings and
+    # bandwidth, so every statistic of the subclass is exactly twice the parent's (up to
+    # float64 summation order: 1e-10 relative). Before the hooks, an MMD subclass silently got
+    # MMD's batched null: the statistic and null were MMD's, not twice them.
+    x, y = normal(15, 2, 30), normal(12, 2, 31) + 0.5
+    parent = two_sample_test(x, y, method=MMD(bandwidth=1.0), n_permutations=49, rng=3)
+    with pytest.warns(UserWarning, match="'doubled_mmd' cannot be vectorised") as record:
+        child = two_sample_test(
+            x, y, method=DoubledMMD(bandwidth=1.0), n_permutations=49, rng=3
+        )  # the default null: forward on every relabelling (the median resolver blocks vmap)
+    assert record[0].filename == __file__  # the warning points at the user's call
+    assert child.statistic == pytest.approx(2.0 * parent.statistic, rel=RTOL)
+    np.testing.assert_allclose(child.null_distribution, 2.0 * parent.null_distribution, rtol=RTOL)
+    assert child.pvalue == parent.pvalue and child.details["statistic"] == "forward"
+
+
+class FixedNull(Discrepancy):
+    """Declares test_fit="none" and returns known statistics from null_statistics."""
+
+    name: ClassVar[str] = "fixed_null"
+    test_fit: ClassVar[str] = "none"
+
+    def fit_critic(self, x_p, x_q, *, rng=None):
+        raise AssertionError("test_fit='none': the test must not fit")
+
+    def forward(self, x_p, x_q):
+        return (x_p.mean() - x_q.mean()) ** 2
+
+    def null_statistics(self, z, labels, progress):
+        values = np.arange(labels.matrix.shape[1], 0, -1, dtype=float)  # observed largest
+        return engine.Statistics(values, 1.0, {"hook": True})
+
+
+def test_null_statistics_hook_is_what_the_test_ranks():
+    # The observed statistic (C) exceeds all B = 9 null values (C - 1, ..., 1): p = 1 / 10.
+    x, y = normal(20, 1, 32), normal(20, 1, 33)
+    res = two_sample_test(x, y, method=FixedNull(), n_permutations=9, rng=0)
+    assert res.statistic == 10.0 and res.pvalue == pytest.approx(0.1)
+    assert res.details["hook"] and res.null_distribution.tolist() == list(range(9, 0, -1))
+
+
+def test_unknown_test_fit_is_an_error():
+    bad = FixedNull()
+    bad.test_fit = "sometimes"
+    with pytest.raises(ValueError, match=r"`test_fit` must be one of .*; got 'sometimes'\."):
+        two_sample_test(X, Y, method=bad)

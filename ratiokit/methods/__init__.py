@@ -10,13 +10,15 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ratiokit.methods._base import Discrepancy
+from ratiokit._permutation import LabelMatrix, Statistics
+from ratiokit.methods._base import TEST_FITS, Discrepancy, fits_on_split
 from ratiokit.methods.bregman import NeuralBregman
 from ratiokit.methods.classifier import Classifier
 from ratiokit.methods.fdiv import FDivergence
 from ratiokit.methods.kliep import KLIEP
 from ratiokit.methods.kmm import KernelMeanMatching
 from ratiokit.methods.mmd import MMD, EnergyDistance
+from ratiokit.methods.mmd_tests import DeepKernelMMD, MMDAgg, OptimizedMMD, RandomFeatureMMD
 from ratiokit.methods.moments import MomentMatching
 from ratiokit.methods.ulsif import ULSIF, RuLSIF
 
@@ -24,16 +26,24 @@ __all__ = [
     "ALIASES",
     "METHODS",
     "MMD",
+    "TEST_FITS",
     "Classifier",
+    "DeepKernelMMD",
     "Discrepancy",
     "EnergyDistance",
     "FDivergence",
     "KLIEP",
     "KernelMeanMatching",
+    "LabelMatrix",
+    "MMDAgg",
     "MomentMatching",
     "NeuralBregman",
+    "OptimizedMMD",
+    "RandomFeatureMMD",
     "RuLSIF",
+    "Statistics",
     "ULSIF",
+    "fits_on_split",
     "get_method",
 ]
 
@@ -77,6 +87,10 @@ METHODS: dict[str, type[Discrepancy]] = _Registry(
         "kliep": KLIEP,
         "kmm": KernelMeanMatching,
         "mmd": MMD,
+        "mmd_deep": DeepKernelMMD,
+        "mmd_opt": OptimizedMMD,
+        "mmd_rff": RandomFeatureMMD,
+        "mmdagg": MMDAgg,
         "moments": MomentMatching,
         "rulsif": RuLSIF,
         "ulsif": ULSIF,
@@ -84,11 +98,19 @@ METHODS: dict[str, type[Discrepancy]] = _Registry(
 )
 
 
-def get_method(method: str | Discrepancy) -> Discrepancy:
+def get_method(method: str | Discrepancy, *, test: bool = False) -> Discrepancy:
     """Return a fresh method for a registry name, or a deep copy of a given instance.
 
     Front doors call this so a user's method object is never mutated. A name of
     :data:`ALIASES` gives its canonical method (``"c2st"``: a :class:`Classifier`).
+
+    Parameters
+    ----------
+    method : str or Discrepancy
+        A name of :data:`METHODS` (or :data:`ALIASES`), or an instance.
+    test : bool, default=False
+        For a name, the instance :func:`ratiokit.two_sample_test` uses
+        (:meth:`Discrepancy.for_two_sample_test`) instead of the default one.
 
     Raises
     ------
@@ -112,7 +134,8 @@ def get_method(method: str | Discrepancy) -> Discrepancy:
             raise ValueError(
                 f"`method` must be one of {sorted(METHODS)} or a Discrepancy; got {method!r}."
             )
-        return METHODS[method]()
+        cls = METHODS[method]
+        return cls.for_two_sample_test() if test else cls()
     raise TypeError(
         f"`method` must be a method name or a Discrepancy instance; got {type(method).__name__}."
     )

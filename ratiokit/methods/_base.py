@@ -5,10 +5,22 @@ from __future__ import annotations
 import inspect
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Discrepancy"]
+from ratiokit._permutation import (
+    LabelMatrix,
+    Statistics,
+    held_out_scores,
+    score_statistics,
+    vmap_statistics,
+)
+
+__all__ = ["TEST_FITS", "Discrepancy", "fits_on_split"]
+
+#: How :func:`ratiokit.two_sample_test` fits a method before testing it (``test_fit``).
+TEST_FITS = ("split", "all", "none")
 
 
 class Discrepancy(nn.Module):
@@ -33,7 +45,7 @@ class Discrepancy(nn.Module):
         matching, whose weights live on the fitted Q sample only).
     learned_critic : bool
         Whether :meth:`fit_critic` learns from the data (network weights, kernel-model
-        coefficients): a two-sample test then fits on one split and tests on the other.
+        coefficients); it sets the default ``test_fit``.
     divergence_kinds : tuple of str
         Divergences the method estimates with an estimator of its own
         (:meth:`estimate_divergence`); every ratio method also gets plug-in estimates from
@@ -41,6 +53,18 @@ class Discrepancy(nn.Module):
     refit_per_batch : bool
         Whether a training loop solves :meth:`fit_critic` on every minibatch before the
         model's step (closed-form critics whose :meth:`forward` reads the fitted solution).
+    test_fit : {"split", "all", "none"}
+        How :func:`ratiokit.two_sample_test` fits the method: ``"split"`` fits on one part of
+        each sample and tests on the held-out rest (the default for a ``learned_critic``);
+        ``"all"`` fits on all the data, which must use no labels (a median bandwidth: the
+        default otherwise); ``"none"`` does not fit (a statistic without a critic, such as
+        Hotelling's T^2).
+    scale_invariant : bool
+        Whether the test statistic is unchanged by rescaling each feature (Hotelling's T^2):
+        the test then does not warn when the features' scales differ widely.
+    null : {"permutation", "wild"}
+        How the test relabels the pooled sample: permutations, or (``"wild"``, n = m only)
+        swaps of the pairs ``(x_i, y_i)``, the wild bootstrap.
 
     Notes
     -----
@@ -66,6 +90,18 @@ class Discrepancy(nn.Module):
     learned_critic: ClassVar[bool] = False
     divergence_kinds: ClassVar[tuple[str, ...]] = ()
     refit_per_batch: ClassVar[bool] = False
+    test_fit: ClassVar[str] = "all"
+    scale_invariant: ClassVar[bool] = False
+    null: str = "permutation"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "test_fit" not in cls.__dict__:  # a learned critic is fitted on a split by default
+            cls.test_fit = "split" if cls.learned_critic else "all"
+        if "forward" in cls.__dict__ and "null_statistics" not in cls.__dict__:
+            # A batched null computes its class's own formula: a subclass that redefines the
+            # statistic without its own null_statistics gets the generic one over its forward.
+            cls.null_statistics = Discrepancy.null_statistics
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Discrepancy:
         # Record the constructor's arguments, defaults filled in, before ``__init__`` validates
@@ -163,6 +199,10 @@ class Discrepancy(nn.Module):
         self.__dict__.update(fresh.__dict__)
         return self
 
+    def __repr__(self) -> str:
+        # One line: nn.Module's repr would also print a fitted critic's layers.
+        return f"{type(self).__name__}({self.extra_repr()})"
+
     def forward(self, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
         """Estimate D(P, Q) from ``x_p`` (n, d) ~ P and ``x_q`` (m, d) ~ Q as a 0-d tensor."""
         raise NotImplementedError
@@ -188,6 +228,38 @@ class Discrepancy(nn.Module):
     def for_two_sample_test(cls) -> Discrepancy:
         """The instance :func:`ratiokit.two_sample_test` uses for the method's registry name."""
         return cls()
+
+    def null_statistics(
+        self, z: torch.Tensor, labels: LabelMatrix, progress: bool | None
+    ) -> Statistics:
+        """The test statistic of every relabelling of the pooled sample, observed first.
+
+        :func:`ratiokit.two_sample_test` calls this on the fitted method with ``z`` (N, d),
+        the pooled sample (the first ``labels.n`` rows are x), and ``labels``, a
+        :class:`~ratiokit._permutation.LabelMatrix` of C columns (column 0 the observed
+        labelling). Default: a ratio method fitted on a split is scored by the mean held-out
+        log-ratio difference (and its accuracy); any other method's :meth:`forward` is
+        evaluated on every relabelling with ``torch.func.vmap``. A method with a faster
+        batched form (kernel quadratic forms over tiles of the Gram matrix) overrides it; a
+        subclass that overrides :meth:`forward` but not this method gets this default, so the
+        batched form always computes the class's own statistic.
+
+        Returns
+        -------
+        Statistics
+            ``values`` of shape (C,), ``scale`` (the magnitude of the terms, for ties) and
+            ``details`` for the result.
+        """
+        if self.test_fit == "split" and self.has_log_ratio:
+            scores = held_out_scores(self, z)
+            if scores is not None:
+                return score_statistics(self.name, scores, labels)
+        # stacklevel 4: vmap_statistics, this, two_sample_test, the user's call.
+        values = vmap_statistics(
+            self, z, labels, progress=progress, name=f"of {self.name!r}", stacklevel=4
+        )
+        values = values.cpu().numpy()
+        return Statistics(values, float(np.abs(values).max()), {"statistic": "forward"})
 
     def estimate_divergence(self, kind: str, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:
         """The method's own estimate of divergence ``kind`` (one of ``divergence_kinds``)."""
@@ -237,3 +309,9 @@ class Discrepancy(nn.Module):
                 "set `gradient_penalty` to 0."
             )
         return self.log_ratio(x)
+
+
+def fits_on_split(method: Discrepancy) -> bool:
+    """Whether ``method`` is fitted on one part of each sample and tested or trained against
+    the other (``method.test_fit == "split"``)."""
+    return method.test_fit == "split"

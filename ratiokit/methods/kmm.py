@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ratiokit._permutation import LabelMatrix, Statistics
 from ratiokit._validation import (
     as_sample,
     as_sample_pair,
@@ -286,15 +287,15 @@ class KernelMeanMatching(Discrepancy):
             tile_size=self.tile_size,
         )
 
-    def _permutation_statistics(self, z: torch.Tensor, labels: Any, progress: bool | None) -> Any:
+    def null_statistics(
+        self, z: torch.Tensor, labels: LabelMatrix, progress: bool | None
+    ) -> Statistics:
         """:meth:`forward` of every relabelling, for :func:`ratiokit.two_sample_test`.
 
         It is the biased MMD^2 with this kernel, so the test's kernel engine computes every
         relabelling in one pass over the Gram tiles instead of one call per relabelling.
         """
-        from ratiokit.two_sample import _mmd_statistics  # two_sample imports this module
-
-        return _mmd_statistics(self._as_mmd(), z[: labels.n], z[labels.n :], labels, progress)
+        return self._as_mmd().null_statistics(z, labels, progress)
 
     def extra_repr(self) -> str:
         return (

@@ -7,8 +7,26 @@ from typing import Any, ClassVar
 
 import torch
 
+from ratiokit._permutation import (
+    LabelMatrix,
+    Statistics,
+    bandwidth_detail,
+    dense_forms,
+    keops_forms,
+    kernel_tiles,
+    linear_mmd2,
+    pooled64,
+    unit_kernel,
+)
 from ratiokit._validation import check_choice, check_int
-from ratiokit.kernels import BACKENDS, DEFAULT_TILE, Kernel, kernel_pointwise, kernel_sum
+from ratiokit.kernels import (
+    BACKENDS,
+    DEFAULT_TILE,
+    Kernel,
+    kernel_pointwise,
+    kernel_sum,
+    select_backend,
+)
 from ratiokit.methods._base import Discrepancy
 
 __all__ = ["MMD", "EnergyDistance"]
@@ -123,12 +141,55 @@ class MMD(Discrepancy):
             value = s_pp / n**2 + s_qq / m**2
         return (value - 2.0 * s_pq / (n * m)).to(x_p.dtype)
 
+    def null_statistics(
+        self, z: torch.Tensor, labels: LabelMatrix, progress: bool | None
+    ) -> Statistics:
+        """MMD^2 of every column on the pooled sample divided by a power of two
+        (:func:`~ratiokit._permutation.pooled64`): exactly the values on the original data;
+        the energy distance's are multiplied back."""
+        n = labels.n
+        m = z.shape[0] - n
+        kernel = self.resolved_kernel(z[:n], z[n:])
+        z, data_scale = pooled64(z[:n], z[n:])
+        unit = unit_kernel(kernel, data_scale)
+        # The energy kernel's values scale with the data: report them in the data's units.
+        units = data_scale if kernel.name == "energy" else 1.0
+        details: dict[str, Any] = {
+            "kernel": kernel.name,
+            "bandwidth": bandwidth_detail(kernel),
+            "estimator": self.estimator,
+        }
+        if self.estimator == "linear":
+            values = linear_mmd2(unit, z, labels, progress=progress) * units
+            scale = float(kernel_pointwise(unit, z[:-1], z[1:]).abs().mean()) * units
+            return Statistics(values.cpu().numpy(), scale, details)
+        backend = _engine_backend(self.backend, n + m, z.device)
+        details["backend"] = backend
+        if backend == "keops":
+            forms = keops_forms(unit, z, labels, progress=progress)
+        else:
+            forms = dense_forms(
+                z, kernel_tiles([unit]), 1, labels, tile_size=self.tile_size, progress=progress
+            )
+        values = forms.mmd2(n, m, self.estimator)[0] * units
+        return Statistics(values.cpu().numpy(), float(forms.scale()[0]) * units, details)
+
     def extra_repr(self) -> str:
         bw = self.kernel.bandwidth
         return (
             f"kernel={self.kernel.name!r}, bandwidth={bw!r}, estimator={self.estimator!r}, "
             f"backend={self.backend!r}"
         )
+
+
+def _engine_backend(backend: str, n_rows: int, device: torch.device) -> str:
+    """Backend of the permutation engine: dense tiles unless KeOps is asked for by name.
+
+    With many label columns the dense path reuses each kernel tile for all of them through
+    one BLAS product and halves the work by symmetry, which measured several times faster
+    than KeOps reductions on the CPU (``benchmarks/two_sample.py``).
+    """
+    return select_backend(backend, n_rows, n_rows, device) if backend == "keops" else "dense"
 
 
 def _linear_mmd2(kernel: Kernel, x_p: torch.Tensor, x_q: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from scipy import stats
 
+from ratiokit._permutation import LabelMatrix, Statistics
 from ratiokit._validation import (
     as_sample,
     as_sample_pair,
@@ -22,6 +23,7 @@ from ratiokit._validation import (
 )
 from ratiokit.kernels import power_of_two_scale
 from ratiokit.methods._base import Discrepancy
+from ratiokit.methods._hotelling import hotelling_statistics
 
 __all__ = ["HotellingT2", "MomentMatching"]
 
@@ -161,6 +163,8 @@ class MomentMatching(Discrepancy):
     has_log_ratio: ClassVar[bool] = True
     learned_critic: ClassVar[bool] = True
     divergence_kinds: ClassVar[tuple[str, ...]] = ("kl",)
+    test_fit: ClassVar[str] = "none"  # the test's statistic is Hotelling's T^2: no critic
+    scale_invariant: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -309,6 +313,13 @@ class MomentMatching(Discrepancy):
             delta = s_p.mean(0) - s_q.mean(0)
             quad = delta @ torch.linalg.solve(self._pooled_cov(s_p, s_q), delta)
         return HotellingT2(float(quad) * n * m / (n + m), k, n + m - k - 1)
+
+    def null_statistics(
+        self, z: torch.Tensor, labels: LabelMatrix, progress: bool | None
+    ) -> Statistics:
+        """Hotelling's T^2 (:meth:`hotelling_t2`) of every relabelling, from one
+        eigendecomposition of the pooled statistics, with ``details["f_pvalue"]``."""
+        return hotelling_statistics(self, z, labels, progress, batched=True)
 
     def fit_critic(
         self, x_p: torch.Tensor, x_q: torch.Tensor, *, rng: Any = None
