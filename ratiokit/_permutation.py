@@ -38,9 +38,9 @@ from ratiokit.exceptions import NonFiniteStatisticError
 from ratiokit.kernels import (
     EXACT_MAX_FEATURES,
     Kernel,
-    _sqdist,
     kernel_sum,
     power_of_two_scale,
+    tile_sqdist,
 )
 
 __all__ = [
@@ -322,7 +322,7 @@ def kernel_tiles(kernels: Sequence[Kernel]) -> TileFn:
 
     def tile(zi: torch.Tensor, zj: torch.Tensor, diagonal: bool) -> torch.Tensor:
         exact = with_sqrt or zi.shape[1] <= EXACT_MAX_FEATURES
-        d2 = _sqdist(zi, zj, diagonal=diagonal, exact=exact)
+        d2 = tile_sqdist(zi, zj, diagonal=diagonal, exact=exact)
         parts = []
         for unit, inverse, _ in families.values():
             scale = torch.tensor(inverse, dtype=d2.dtype, device=d2.device)

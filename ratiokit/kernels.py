@@ -264,7 +264,7 @@ def select_backend(backend: str, n: int, m: int, device: torch.device) -> str:
     return "keops" if big and keops_available() else "dense"
 
 
-def _sqdist(x: torch.Tensor, y: torch.Tensor, *, diagonal: bool, exact: bool) -> torch.Tensor:
+def tile_sqdist(x: torch.Tensor, y: torch.Tensor, *, diagonal: bool, exact: bool) -> torch.Tensor:
     """Squared distances of a tile.
 
     ``exact``: from explicit differences (``torch.cdist`` without the matmul identity), exact
@@ -289,7 +289,7 @@ def _dense_tile(
         # The square root in the Laplace and energy kernels turns the identity's rounding at
         # tied points (~1e-16 |x|^2) into ~1e-8 errors, so they always take exact differences.
         exact = xb.shape[1] <= EXACT_MAX_FEATURES or kernel.name in ("laplace", "energy")
-        d2 = _sqdist(xb, yb, diagonal=diagonal, exact=exact)
+        d2 = tile_sqdist(xb, yb, diagonal=diagonal, exact=exact)
         return (kernel(d2) @ wb).to(acc)
 
     return tile

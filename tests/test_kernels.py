@@ -102,9 +102,9 @@ def test_squared_distances_are_clamped_for_offset_float32_data():
     # in float32; centring and clamping keep k(x, x) = 1 and every Gaussian value in [0, 1].
     gen = np.random.default_rng(4)
     x = torch.tensor(1e4 + gen.normal(size=(200, 3)), dtype=torch.float32)
-    d2 = kernels._sqdist(x, x, diagonal=False, exact=False)  # the matmul identity's path
+    d2 = kernels.tile_sqdist(x, x, diagonal=False, exact=False)  # the matmul identity's path
     assert float(d2.min()) >= 0.0
-    assert float(kernels._sqdist(x, x, diagonal=True, exact=False).diagonal().abs().max()) == 0
+    assert float(kernels.tile_sqdist(x, x, diagonal=True, exact=False).diagonal().abs().max()) == 0
     k = Kernel("gaussian", 1.0)
     out = kernel_sum(k, x, x, torch.ones(200), backend="dense")
     ref = gram("gaussian", x.double().numpy(), x.double().numpy(), 1.0).sum(1)

@@ -31,7 +31,7 @@ from ratiokit._permutation import (
 from ratiokit._rng import check_rng, fork_torch_rng
 from ratiokit._validation import as_sample_pair, check_choice, check_int, check_positive
 from ratiokit.critics import canonical_order
-from ratiokit.kernels import DEFAULT_TILE, Kernel, _sqdist
+from ratiokit.kernels import DEFAULT_TILE, Kernel, tile_sqdist
 from ratiokit.methods._base import Discrepancy
 from ratiokit.methods.mmd import MMD
 
@@ -652,10 +652,12 @@ class DeepKernelMMD(Discrepancy):
         d = u.shape[1] - self.n_features
         scales = self.log_scales_.exp()
         eps = torch.sigmoid(self.logit_eps_)
-        feat = _sqdist(u[:, d:], v[:, d:], diagonal=diagonal, exact=False) / (
+        feat = tile_sqdist(u[:, d:], v[:, d:], diagonal=diagonal, exact=False) / (
             -2.0 * scales[0] ** 2
         )
-        raw = _sqdist(u[:, :d], v[:, :d], diagonal=diagonal, exact=False) / (-2.0 * scales[1] ** 2)
+        raw = tile_sqdist(u[:, :d], v[:, :d], diagonal=diagonal, exact=False) / (
+            -2.0 * scales[1] ** 2
+        )
         return ((1.0 - eps) * feat.exp() + eps) * raw.exp()
 
     def _criterion(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
