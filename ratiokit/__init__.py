@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ratiokit import simulators
-    from ratiokit.benchmark import benchmark
+    from ratiokit.benchmarking import benchmark
     from ratiokit.exceptions import (
         ConvergenceWarning,
         ExecutorError,
@@ -46,7 +46,7 @@ __version__ = "0.1.0.dev0"
 
 #: Public name -> the module that defines it, imported on first use.
 _SOURCES = {
-    "benchmark": "ratiokit.benchmark",
+    "benchmark": "ratiokit.benchmarking",
     **dict.fromkeys(
         ["ConvergenceWarning", "ExecutorError", "NonFiniteStatisticError"],
         "ratiokit.exceptions",

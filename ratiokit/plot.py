@@ -675,7 +675,7 @@ def plot_benchmark(result: Any, metric: str | None = None, axes: Any = None) -> 
 
     Examples
     --------
-    >>> from ratiokit.benchmark import benchmark
+    >>> from ratiokit.benchmarking import benchmark
     >>> res = benchmark(["ulsif"], ["gaussian_shift"], [20, 40], seeds=2, metrics="time", rng=0)
     >>> plot_benchmark(res)[0].get_title()
     'gaussian_shift'

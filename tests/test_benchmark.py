@@ -23,7 +23,7 @@ from scipy import stats
 
 import ratiokit as rk
 from ratiokit import cli
-from ratiokit.benchmark import METRICS, benchmark
+from ratiokit.benchmarking import METRICS, benchmark
 from ratiokit.methods import Discrepancy
 from ratiokit.synthetic import GaussianShift, ScaleChange
 

@@ -552,4 +552,5 @@ def test_row_count_is_checked_before_the_statistics_are_built(monkeypatch):
     ):
         MomentMatching().hotelling_t2(x, x)
     with pytest.raises(ValueError, match=r"k = 501500 statistics"):
-        rk.two_sample_test(x, x, method="moments", n_permutations=9, rng=0)
+        # An instance: the name "moments" tests the means alone (k = 1000 fits in 2000 rows).
+        rk.two_sample_test(x, x, method=MomentMatching(), n_permutations=9, rng=0)

@@ -1,5 +1,8 @@
 """Benchmark methods on synthetic problems with known answers: :func:`benchmark`.
 
+The module is ``benchmarking``, not ``benchmark``: ``ratiokit`` imports its public names on
+first use, and a submodule named like the function would replace ``rk.benchmark`` once imported.
+
 A grid of methods x problems x sample sizes x seeds, each cell scored against the exact log
 ratio and divergences of a :mod:`ratiokit.synthetic` pair. Every cell is one task with its own
 random streams, spawned from ``rng`` before any task runs, so the table is the same whether the
@@ -293,7 +296,7 @@ def benchmark(
 
     Examples
     --------
-    >>> from ratiokit.benchmark import benchmark
+    >>> from ratiokit.benchmarking import benchmark
     >>> res = benchmark(["ulsif", "mmd"], ["gaussian_shift"], [50], seeds=2,
     ...                 metrics=["log_ratio_mse", "power"], n_permutations=49, rng=0)
     >>> res.methods, res.metrics
