@@ -190,14 +190,19 @@ def _nelder_mead(obj: _Objective, u0: np.ndarray, budget: int) -> optimize.Optim
     return optimize.minimize(obj.at_u, u0, method="Nelder-Mead", options=options)
 
 
+def _difference_points(u: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Steps ``h`` and the points ``u, u + h_i e_i`` of a forward-difference gradient."""
+    h = math.sqrt(np.finfo(np.float64).eps) * np.maximum(1.0, np.abs(u))
+    return h, [u] + [u + h[i] * np.eye(u.size)[i] for i in range(u.size)]
+
+
 def _lbfgsb(obj: _Objective, u0: np.ndarray, budget: int) -> optimize.OptimizeResult:
     k = u0.size
     transform = obj.spec.transform
     scale = [1.0]
 
     def value_and_grad(u: np.ndarray) -> tuple[float, np.ndarray]:
-        h = math.sqrt(np.finfo(np.float64).eps) * np.maximum(1.0, np.abs(u))
-        points = [u] + [u + h[i] * np.eye(k)[i] for i in range(k)]
+        h, points = _difference_points(u)
         f = obj.evaluate([transform.to_theta(p) for p in points]) / scale[0]
         if not np.isfinite(f).all():
             return math.inf, np.zeros(k)
@@ -332,6 +337,16 @@ def run_search(
                 )
             search = _lbfgsb if spec.search == "l-bfgs-b" else _nelder_mead
             result = search(obj, u0, spec.max_evaluations - 1)
+            if search is _lbfgsb and result.success:
+                points = _difference_points(result.x)[1]  # evaluated: answered from memory
+                f = obj.evaluate([transform.to_theta(p) for p in points])
+                if (f[1:] == f[0]).all():
+                    result.success = False
+                    result.message = (
+                        "the loss did not change within the finite-difference steps at the "
+                        "solution, so its gradient there is zero (a simulator with discrete "
+                        "outputs is flat at that scale)"
+                    )
             if detect_rough and result.success and obj.integer:
                 fresh = [
                     _Objective(spec, data_t, engine_for(g), critic_seed)
@@ -387,20 +402,6 @@ def run_search(
         message = (
             f"the loss was {loss:.6g} at all {finite.size} feasible parameter values tried: it "
             "is flat there (e.g. simulations far from the data saturate the kernel)"
-        )
-    if (
-        converged
-        and theta0 is not None
-        and spec.search != "global"
-        and np.array_equal(theta, theta0)
-    ):
-        converged = False
-        message = (
-            f"the search ended at theta0 without moving ({message}): the loss did not "
-            "change within the finite-difference steps (a simulator with discrete outputs is "
-            "flat at that scale)"
-            if spec.search == "l-bfgs-b"
-            else f"the search ended at theta0 without moving ({message})"
         )
     if spec.search == "l-bfgs-b" and message.startswith("ABNORMAL"):
         converged = False  # SciPy's line search failed; its reason may be empty
