@@ -929,3 +929,14 @@ def test_lbfgsb_stalled_by_discrete_outputs_is_not_converged():
         res = rk.fit(sim, sim.sample(100, rng=1), search="l-bfgs-b", rng=1)
     assert not res.converged and abs(res.theta[0] - 2.5) < 0.01
     assert "xtol" not in str(record[0].message)
+
+
+def test_rough_objective_without_a_finite_box_is_not_converged():
+    # "auto" cannot search globally over an open bound: it says the local solution is noise.
+    from ratiokit.simulators import ChainBinomialSIR
+
+    sim = ChainBinomialSIR(crn=False)
+    with pytest.warns(rk.ConvergenceWarning, match="seed-to-seed noise"):
+        res = rk.fit(sim, sim.sample(100, rng=6), bounds=[(0, None), (0, 1)], rng=0)
+    assert not res.converged and res.details["roughness"] > ROUGH
+    assert res.n_steps < 200  # no global phase
