@@ -940,3 +940,15 @@ def test_rough_objective_without_a_finite_box_is_not_converged():
         res = rk.fit(sim, sim.sample(100, rng=6), bounds=[(0, None), (0, 1)], rng=0)
     assert not res.converged and res.details["roughness"] > ROUGH
     assert res.n_steps < 200  # no global phase
+
+
+def test_lbfgsb_abnormal_stop_names_its_failure():
+    # On rng.binomial draws L-BFGS-B's line search fails; SciPy's message was "ABNORMAL: "
+    # with an empty reason, and the old warning suggested `xtol`, which it does not have.
+    from ratiokit.simulators import ChainBinomialSIR
+
+    sim = ChainBinomialSIR(crn=False)
+    with pytest.warns(rk.ConvergenceWarning, match="line search of L-BFGS-B failed") as record:
+        res = rk.fit(sim, sim.sample(100, rng=0), search="l-bfgs-b", rng=0)
+    assert not res.converged and not res.details["message"].startswith("ABNORMAL")
+    assert "xtol" not in str(record[0].message)
