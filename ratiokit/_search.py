@@ -14,7 +14,10 @@ critic (MMD's bandwidth) fixes it once, from the data. Searches run on the uncon
   simulated together (in parallel through an executor); best on smooth objectives, and a
   simulator with discrete outputs gives it zero gradients;
 - ``"global"``: differential evolution over the (finite) box in theta, a whole generation
-  simulated at once, then a Nelder-Mead polish from the best member.
+  simulated at once, then a Nelder-Mead polish from the best member;
+- ``"auto"``: Nelder-Mead, then, where the simulations were whole numbers, the roughness
+  check of :func:`run_search`; a rough objective (integer draws that consume the random
+  stream unevenly break the common random numbers) sends it to ``"global"``.
 
 A bootstrap replicate resamples the data, draws new common random numbers and repeats the
 local search from the estimate; replicates are tasks of the executor.
