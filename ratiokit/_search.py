@@ -14,7 +14,10 @@ critic (MMD's bandwidth) fixes it once, from the data. Searches run on the uncon
   simulated together (in parallel through an executor); best on smooth objectives, and a
   simulator with discrete outputs gives it zero gradients;
 - ``"global"``: differential evolution over the (finite) box in theta, a whole generation
-  simulated at once, then a Nelder-Mead polish from the best member.
+  simulated at once, then a Nelder-Mead polish from the best member;
+- ``"auto"``: Nelder-Mead, then, where the simulations were whole numbers, the roughness
+  check of :func:`run_search`; a rough objective (integer draws that consume the random
+  stream unevenly break the common random numbers) sends it to ``"global"``.
 
 A bootstrap replicate resamples the data, draws new common random numbers and repeats the
 local search from the estimate; replicates are tasks of the executor.
@@ -53,9 +56,13 @@ __all__ = [
     "run_search",
 ]
 
-SEARCHES = ("nelder-mead", "l-bfgs-b", "global")
+SEARCHES = ("auto", "nelder-mead", "l-bfgs-b", "global")
 #: Members per parameter of a differential-evolution generation.
 _POPSIZE = 10
+#: Fresh sets of random numbers that measure the loss's seed-to-seed noise at a solution.
+_N_FRESH = 4
+#: Roughness (see :func:`_roughness`) above which a local solution is noise, not a minimum.
+ROUGH = 0.05
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,7 @@ class SearchOutcome:
     n_retries: int = 0
     interrupted: bool = False
     error: ExecutorError | None = None
+    roughness: float | None = None
 
 
 class _Objective:
@@ -114,6 +122,7 @@ class _Objective:
         self.losses: list[float] = []
         self.failures: list[tuple[tuple[float, ...], str]] = []
         self._seen: dict[bytes, float] = {}
+        self.integer = True  # every simulated value so far was a whole number
 
     def evaluate(self, thetas: list[np.ndarray]) -> np.ndarray:
         """Losses at ``thetas`` (``inf`` where the simulator or the method fails).
@@ -140,6 +149,8 @@ class _Objective:
         return np.array([self._seen[t.tobytes()] for t in thetas])
 
     def _record(self, theta: np.ndarray, sim: np.ndarray | str) -> None:
+        if not isinstance(sim, str):
+            self.integer = self.integer and bool(np.all(sim == np.round(sim)))
         loss = self._statistic(sim) if not isinstance(sim, str) else sim
         if isinstance(loss, str):
             self.failures.append((tuple(float(t) for t in theta), loss))
@@ -182,14 +193,19 @@ def _nelder_mead(obj: _Objective, u0: np.ndarray, budget: int) -> optimize.Optim
     return optimize.minimize(obj.at_u, u0, method="Nelder-Mead", options=options)
 
 
+def _difference_points(u: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Steps ``h`` and the points ``u, u + h_i e_i`` of a forward-difference gradient."""
+    h = math.sqrt(np.finfo(np.float64).eps) * np.maximum(1.0, np.abs(u))
+    return h, [u] + [u + h[i] * np.eye(u.size)[i] for i in range(u.size)]
+
+
 def _lbfgsb(obj: _Objective, u0: np.ndarray, budget: int) -> optimize.OptimizeResult:
     k = u0.size
     transform = obj.spec.transform
     scale = [1.0]
 
     def value_and_grad(u: np.ndarray) -> tuple[float, np.ndarray]:
-        h = math.sqrt(np.finfo(np.float64).eps) * np.maximum(1.0, np.abs(u))
-        points = [u] + [u + h[i] * np.eye(k)[i] for i in range(k)]
+        h, points = _difference_points(u)
         f = obj.evaluate([transform.to_theta(p) for p in points]) / scale[0]
         if not np.isfinite(f).all():
             return math.inf, np.zeros(k)
@@ -238,6 +254,29 @@ def _differential_evolution(
     )
 
 
+def _roughness(obj: _Objective, u: np.ndarray, fresh: list[_Objective]) -> float:
+    """How much the loss jumps within ``xtol`` of ``u``, in units of its seed-to-seed noise.
+
+    The median ``|D(u +- xtol e_i) - D(u)|`` over the ``2 k`` neighbours (common random
+    numbers) divided by the standard deviation of ``D(u)`` over these and ``fresh`` sets of
+    random numbers. Near a minimum of a smooth objective the jumps are second order,
+    ``H xtol^2 / 2``, far below the noise; integer draws that consume the random stream
+    unevenly (``rng.binomial``) re-draw part of the simulations when theta moves at all, so
+    the jumps are a fair fraction of the noise and a local search stops at whichever
+    neighbour happened to be lowest.
+    """
+    transform, step = obj.spec.transform, obj.spec.xtol
+    f0 = obj.at_u(u)
+    eye = np.eye(u.size)
+    near = obj.evaluate([transform.to_theta(u + s * step * e) for e in eye for s in (1, -1)])
+    near = near[np.isfinite(near)]
+    noise = np.std([f0, *(other.at_u(u) for other in fresh)], ddof=1)
+    jump = float(np.median(np.abs(near - f0))) if near.size else 0.0
+    if not math.isfinite(noise):
+        return 0.0
+    return jump / noise if noise > 0 else (math.inf if jump > 0 else 0.0)
+
+
 def run_search(
     spec: SearchSpec,
     data: np.ndarray,
@@ -246,8 +285,14 @@ def run_search(
     executor: Any,
     max_retries: int,
     timeout: float | None = None,
+    detect_rough: bool = True,
 ) -> SearchOutcome:
     """Minimise the objective from ``theta0`` (or globally); see the module notes.
+
+    A local search whose simulations were all whole numbers ends with a check of the
+    objective's roughness at its solution (:func:`_roughness`, above :data:`ROUGH`): a rough
+    one makes ``"auto"`` search globally from there (differential evolution over a finite
+    box, then a polish) and the others report ``converged=False``.
 
     Raises
     ------
@@ -257,29 +302,35 @@ def run_search(
         If the executor failed before any evaluation gave a finite loss (after one did, the
         error is the outcome's ``error``).
     """
-    crn_rng, critic_rng, search_rng = rng.spawn(3)
-    engine = SimulationEngine(
-        spec.simulator,
-        spec.n_sim,
-        spec.sim_batch_size,
-        crn_rng,
-        spec.n_features,
-        executor,
-        max_retries,
-        spec.nan_policy,
-        timeout,
-    )
+    crn_rng, critic_rng, search_rng, fresh_rng = rng.spawn(4)
+
+    def engine_for(gen: np.random.Generator) -> SimulationEngine:
+        return SimulationEngine(
+            spec.simulator,
+            spec.n_sim,
+            spec.sim_batch_size,
+            gen,
+            spec.n_features,
+            executor,
+            max_retries,
+            spec.nan_policy,
+            timeout,
+        )
+
+    engine = engine_for(crn_rng)
     data_t = torch.as_tensor(data, dtype=torch.float64)
-    obj = _Objective(spec, data_t, engine, critic_rng.bit_generator.seed_seq)
+    critic_seed = critic_rng.bit_generator.seed_seq
+    obj = _Objective(spec, data_t, engine, critic_seed)
+    fresh = []
     transform = spec.transform
     interrupted = False
     error = None
     result = None
+    roughness = None
+    rough_note = ""
     try:
         if spec.search == "global":
-            de = _differential_evolution(obj, spec.max_evaluations * 3 // 4, search_rng, theta0)
-            u_start = transform.to_u(de.x)
-            result = _nelder_mead(obj, u_start, spec.max_evaluations - len(obj.losses))
+            result = _global(obj, spec.max_evaluations, search_rng, theta0)
         else:
             u0 = transform.to_u(theta0)
             if not math.isfinite(obj.at_u(u0)):
@@ -287,8 +338,39 @@ def run_search(
                     "`theta0` must be a parameter value the simulator and method work at; "
                     f"{obj.failures[-1][1]}."
                 )
-            search = _nelder_mead if spec.search == "nelder-mead" else _lbfgsb
+            search = _lbfgsb if spec.search == "l-bfgs-b" else _nelder_mead
             result = search(obj, u0, spec.max_evaluations - 1)
+            if search is _lbfgsb and result.success:
+                points = _difference_points(result.x)[1]  # evaluated: answered from memory
+                f = obj.evaluate([transform.to_theta(p) for p in points])
+                if (f[1:] == f[0]).all():
+                    result.success = False
+                    result.message = (
+                        "the loss did not change within the finite-difference steps at the "
+                        "solution, so its gradient there is zero (a simulator with discrete "
+                        "outputs is flat at that scale)"
+                    )
+            if detect_rough and result.success and obj.integer:
+                fresh = [
+                    _Objective(spec, data_t, engine_for(g), critic_seed)
+                    for g in fresh_rng.spawn(_N_FRESH)
+                ]
+                roughness = _roughness(obj, result.x, fresh)
+                if roughness > ROUGH:
+                    rough_note = (
+                        f"the loss jumps by {roughness:.2g} times its seed-to-seed noise within "
+                        "`xtol` of the local solution (integer draws that break the common "
+                        "random numbers, e.g. rng.binomial; ratiokit.simulators.binomial "
+                        "keeps them)"
+                    )
+                    if spec.search == "auto" and transform.finite:
+                        local = transform.to_theta(result.x)
+                        result = _global(obj, spec.max_evaluations * 5 // 2, search_rng, local)
+                        rough_note += ", so the search went global"
+                    else:
+                        result.success = False
+                        result.message = rough_note + ": a local search stops at noise"
+                        rough_note = ""
     except KeyboardInterrupt:
         interrupted = True
     except ExecutorError as err:
@@ -315,6 +397,7 @@ def run_search(
         message = f"stopped by the executor: {type(error.__cause__ or error).__name__}"
     else:
         message = "interrupted" if interrupted else str(result.message)
+        message = f"{rough_note}: {message}" if rough_note and not interrupted else message
     finite = losses[np.isfinite(losses)]
     if converged and finite.size > 1 and np.ptp(finite) == 0:
         # A simplex shrinks onto theta0 when every loss ties: no minimum was found.
@@ -322,6 +405,14 @@ def run_search(
         message = (
             f"the loss was {loss:.6g} at all {finite.size} feasible parameter values tried: it "
             "is flat there (e.g. simulations far from the data saturate the kernel)"
+        )
+    if spec.search == "l-bfgs-b" and message.startswith("ABNORMAL"):
+        converged = False  # SciPy's line search failed; its reason may be empty
+        reason = message.partition(":")[2].strip()
+        message = (
+            "the line search of L-BFGS-B failed"
+            + (f" ({reason})" if reason else "")
+            + ": the loss is not smooth in theta at the scale of its finite differences"
         )
     return SearchOutcome(
         theta=theta,
@@ -331,12 +422,21 @@ def run_search(
         thetas=np.asarray(obj.thetas).reshape(len(obj.thetas), transform.low.size),
         losses=losses,
         failures=obj.failures,
-        n_simulations=engine.n_simulations,
+        n_simulations=engine.n_simulations + sum(o.engine.n_simulations for o in fresh),
         n_dropped=engine.n_dropped,
         n_retries=engine.n_retries,
         interrupted=interrupted,
         error=error,
+        roughness=roughness,
     )
+
+
+def _global(
+    obj: _Objective, budget: int, rng: np.random.Generator, theta0: np.ndarray | None
+) -> optimize.OptimizeResult:
+    """Differential evolution with 3/4 of ``budget``, then a Nelder-Mead polish."""
+    de = _differential_evolution(obj, budget * 3 // 4, rng, theta0)
+    return _nelder_mead(obj, obj.spec.transform.to_u(de.x), budget - len(obj.losses))
 
 
 def _replicate(
@@ -345,9 +445,11 @@ def _replicate(
     """One bootstrap replicate: resampled data, new common random numbers, a local search."""
     gen = np.random.default_rng(seed)
     rows = gen.integers(0, data.shape[0], data.shape[0])
-    local = spec if spec.search != "global" else _with_search(spec, "nelder-mead")
+    local = (
+        spec if spec.search in ("nelder-mead", "l-bfgs-b") else _with_search(spec, "nelder-mead")
+    )
     try:
-        out = run_search(local, data[rows], theta_hat, gen, None, 0)
+        out = run_search(local, data[rows], theta_hat, gen, None, 0, detect_rough=False)
     except ValueError:
         return np.full(theta_hat.shape, np.nan), False, 0
     return out.theta, out.converged, out.n_simulations

@@ -218,7 +218,7 @@ def fit(
     n_bootstrap: int = 0,
     rng: Any = None,
     kind: str = "auto",
-    search: str = "nelder-mead",
+    search: str = "auto",
     max_evaluations: int | None = None,
     xtol: float = 1e-3,
     sim_batch_size: int = 1000,
@@ -269,8 +269,14 @@ def fit(
         An int gives bit-identical results on the CPU.
     kind : {"auto", "module", "torch", "numpy"}, default="auto"
         Force a kind (e.g. ``"numpy"`` for gradient-free search of a torch simulator).
-    search : {"nelder-mead", "l-bfgs-b", "global"}, default="nelder-mead"
+    search : {"auto", "nelder-mead", "l-bfgs-b", "global"}, default="auto"
         Gradient-free search of kind ``"numpy"`` (see :mod:`ratiokit._search`).
+        ``"auto"`` is Nelder-Mead from ``theta0``; if the simulations were whole numbers and
+        the loss near its solution jumps by more than a twentieth of its seed-to-seed noise
+        (``details["roughness"]``: integer draws that break the common random numbers), it
+        then searches globally within ``bounds`` (differential evolution, then a polish) or,
+        with an infinite bound, ends unconverged. ``"nelder-mead"`` and ``"l-bfgs-b"`` end
+        unconverged on such a loss.
     max_evaluations : int, default=None
         Parameter values simulated in the search (default: 200 k locally, 500 k globally).
     xtol : float, default=1e-3
@@ -374,7 +380,7 @@ def fit(
     error = None  # an ExecutorError that stopped the fit
     if p["kind"] == "numpy":
         k = transform.low.size
-        budget = 200 * k if p["search"] != "global" else 500 * k
+        budget = 200 * k if p["search"] != "global" else 500 * k  # "auto" may add 500 k
         spec = SearchSpec(
             simulator=simulator,
             method=estimator,
@@ -406,6 +412,8 @@ def fit(
             interrupted=out.interrupted,
             nan_policy=spec.nan_policy,
         )
+        if out.roughness is not None:
+            details["roughness"] = out.roughness
         replicates = None
         if n_boot and error is None:
             replicates, n_boot_sims, n_boot_retries, error = bootstrap(
@@ -517,7 +525,7 @@ def _warn(failures: list, converged: bool, details: dict[str, Any], kind: str) -
     if not converged and not details.get("interrupted"):
         message = details.get("message", "parameters still drifting")
         if kind == "numpy":
-            advice = "raise `max_evaluations` or `xtol`, or try `search`='global'"
+            advice = _search_advice(details["search"], message)
         elif "gradient is zero" in message:
             advice = "start nearer the data (`theta0`) or rescale the simulator's output"
         else:
@@ -535,6 +543,19 @@ def _warn(failures: list, converged: bool, details: dict[str, Any], kind: str) -
             UserWarning,
             stacklevel=3,
         )
+
+
+def _search_advice(search: str, message: str) -> str:
+    if "seed-to-seed noise" in message:
+        return (
+            "draw with ratiokit.simulators.binomial/poisson/categorical, or give finite "
+            "`bounds` and `search`='auto' or 'global'"
+        )
+    if search == "l-bfgs-b":
+        return "use `search`='auto' (gradient-free), or raise `max_evaluations`"
+    if search == "global":
+        return "raise `max_evaluations`"
+    return "raise `max_evaluations` or `xtol`, or try `search`='global'"
 
 
 def simulate_at(result: FitResult, n: int, rng: Any = None) -> np.ndarray:
