@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -308,6 +309,8 @@ class TrainHistory(_CompactRepr):
         return int(self.step.shape[0])
 
 
+#: Level at which :meth:`FitResult.goodness_of_fit` warns that the data reject the fitted model.
+GOF_WARN_LEVEL = 0.01
 #: Version of the files :meth:`FitResult.save` writes.
 FIT_FORMAT_VERSION = 2
 
@@ -448,6 +451,12 @@ class FitResult(_CompactRepr):
         Returns
         -------
         TwoSampleTestResult
+
+        Warns
+        -----
+        UserWarning
+            If the test rejects the fitted model at the 1% level: the fit may be a local
+            minimum, or no parameter value of the simulator reproduces the data.
         """
         from ratiokit._rng import check_rng
         from ratiokit.two_sample import two_sample_test
@@ -456,7 +465,7 @@ class FitResult(_CompactRepr):
             raise ValueError("`data` must be kept with the result to test its fit; got None.")
         sim_rng, test_rng = check_rng(rng).spawn(2)
         y = self.simulate(self.data.shape[0] if n_sim is None else n_sim, rng=sim_rng)
-        return two_sample_test(
+        test = two_sample_test(
             self.data,
             y,
             method=method,
@@ -464,6 +473,16 @@ class FitResult(_CompactRepr):
             rng=test_rng,
             progress=progress,
         )
+        if test.pvalue <= GOF_WARN_LEVEL:
+            warnings.warn(
+                f"the goodness-of-fit test rejects the fitted model at the 1% level (p = "
+                f"{test.pvalue:.3g}): the search may have stopped at a local minimum (try "
+                "`search='global'`), or no parameter value of this simulator reproduces the "
+                "data.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return test
 
     def plot(self, *, truth: Any = None, rng: Any = 0) -> Any:
         """Loss and parameter traces, the bootstrap correlation heatmap, and data against

@@ -479,11 +479,15 @@ def test_bootstrap_is_the_same_serially_and_through_threads(gauss_data):
 
 def test_goodness_of_fit_accepts_the_right_model_and_rejects_a_wrong_one(gauss_data):
     res = rk.fit(GAUSS, gauss_data, theta0=[0.0, 1.0], kind="numpy", method="moments", rng=0)
-    test = res.goodness_of_fit(n_permutations=199, rng=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the right model: no warning
+        test = res.goodness_of_fit(n_permutations=199, rng=0)
     assert isinstance(test, TwoSampleTestResult) and test.pvalue > 0.05
     skewed = GAndK().sample(N, rng=1)  # g = 2: strongly skewed, no Gaussian matches it
     wrong = rk.fit(GAUSS, skewed, theta0=[3.0, 1.0], kind="numpy", method="moments", rng=0)
-    assert wrong.goodness_of_fit(n_permutations=199, rng=0).pvalue <= 0.01
+    with pytest.warns(UserWarning, match="rejects the fitted model at the 1% level") as rec:
+        assert wrong.goodness_of_fit(n_permutations=199, rng=0).pvalue <= 0.01
+    assert rec[0].filename == __file__  # it points at the user's call
 
 
 def test_save_load_round_trip(tmp_path, gauss_data):
