@@ -273,33 +273,21 @@ def fit_torch(
             else [f"theta[{i}]" for i in range(theta0.size)]
         )
         why = convergence_failure(thetas, labels, frozen_ok=False)
-        return TorchOutcome(
-            theta,
-            None,
-            loss,
-            history,
-            n_steps,
-            n_simulations,
-            why is None and not out.interrupted,
-            out.interrupted,
-            why,
-        )
-    trained = out.ema_model if out.ema_model is not None else out.model
-    # Steps before a resume have no probe summaries: the tail of this run's steps is judged.
-    values = np.asarray(summaries).reshape(len(summaries), -1)
-    d = values.shape[1] // 2
-    labels = [f"the samples' {stat} of feature {j}" for stat in ("mean", "sd") for j in range(d)]
-    why = convergence_failure(values, labels, frozen_ok=True)
+        trained = None
+    else:
+        trained = (out.ema_model if out.ema_model is not None else out.model).eval()
+        # Steps before a resume have no probe summaries: the tail of this run's steps is
+        # judged.
+        values = np.asarray(summaries).reshape(len(summaries), -1)
+        d = values.shape[1] // 2
+        labels = [
+            f"the samples' {stat} of feature {j}" for stat in ("mean", "sd") for j in range(d)
+        ]
+        why = convergence_failure(values, labels, frozen_ok=True)
+        theta = None
+    converged = why is None and not out.interrupted
     return TorchOutcome(
-        None,
-        trained.eval(),
-        loss,
-        history,
-        n_steps,
-        n_simulations,
-        why is None and not out.interrupted,
-        out.interrupted,
-        why,
+        theta, trained, loss, history, n_steps, n_simulations, converged, out.interrupted, why
     )
 
 

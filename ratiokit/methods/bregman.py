@@ -372,10 +372,6 @@ class NeuralBregman(Discrepancy):
             )
         return _KIND_SCALE[self.f] * self.forward(x_p, x_q)
 
-    def __repr__(self) -> str:
-        # One line: nn.Module's repr would also print the fitted critic's layers.
-        return f"{type(self).__name__}({self.extra_repr()})"
-
     def extra_repr(self) -> str:
         critic = "'mlp'" if self.critic is None else type(self.critic).__name__
         alpha = f", power_alpha={self.power_alpha}" if self.f == "power" else ""

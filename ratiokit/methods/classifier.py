@@ -461,10 +461,6 @@ class Classifier(Discrepancy):
         check_choice(kind, "kind", self.kinds)
         return self.forward(x_p, x_q)
 
-    def __repr__(self) -> str:
-        # One line: nn.Module's repr would also print the fitted critic's layers.
-        return f"{type(self).__name__}({self.extra_repr()})"
-
     def extra_repr(self) -> str:
         if self._is_sklearn:
             text = f"critic={type(self.critic).__name__}"

@@ -486,10 +486,6 @@ class FDivergence(Discrepancy):
             )
         return gen.scale * (self.forward(x_p, x_q) + gen.offset)
 
-    def __repr__(self) -> str:
-        # One line: nn.Module's repr would also print the fitted critic's layers.
-        return f"{type(self).__name__}({self.extra_repr()})"
-
     def extra_repr(self) -> str:
         critic = "'mlp'" if self.critic is None else type(self.critic).__name__
         return (
