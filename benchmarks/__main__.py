@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 import traceback
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown suite(s) {unknown}; choose from {sorted(SUITES)}")
     out = args.out or _common.RESULTS_DIR / ("quick" if args.quick else "")
     out.mkdir(parents=True, exist_ok=True)
-    suite_argv = ["--quick"] * args.quick + ["--out", str(out)]
+    # A relative --out: the tables record their command line, never this machine's paths.
+    suite_argv = ["--quick"] * args.quick + ["--out", os.path.relpath(out)]
     info = _common.machine_info()
     status = 0
     timings: list[tuple[str, float, str]] = []
