@@ -652,7 +652,8 @@ def check_finite_statistics(
     if not math.isfinite(observed):
         what.append(f"the observed {name} is {observed!r}")
     if bad:
-        what.append(f"{bad} of {null.size - int(exact)} permuted {name}s are NaN or inf")
+        of = "" if what else f" of the {name}"  # the observed one named it already
+        what.append(f"{bad} of {null.size - int(exact)} permuted values{of} are NaN or inf")
     if what:
         raise NonFiniteStatisticError(
             f"{' and '.join(what)}, so there is no p-value. Likely causes: data at an extreme "

@@ -908,7 +908,9 @@ def test_non_finite_custom_statistic_raises_instead_of_a_p_value(value):
 
 def test_pvalue_names_non_finite_permuted_statistics():
     null = np.array([0.5, np.nan, 2.0, np.inf, -np.inf])
-    with pytest.raises(ValueError, match=r"^3 of 5 permuted statistics are NaN or inf"):
+    with pytest.raises(
+        ValueError, match=r"^3 of 5 permuted values of the statistic are NaN or inf"
+    ):
         engine.pvalue(1.0, null, "greater", exact=False, scale=1.0)
     # Exact enumeration: the observed column is among the null ones and is not counted twice.
     with pytest.raises(engine.NonFiniteStatisticError, match=r"^the observed .* 1 of 2 perm"):
