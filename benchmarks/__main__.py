@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 import time
 import traceback
@@ -56,8 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown suite(s) {unknown}; choose from {sorted(SUITES)}")
     out = args.out or _common.RESULTS_DIR / ("quick" if args.quick else "")
     out.mkdir(parents=True, exist_ok=True)
-    # A relative --out: the tables record their command line, never this machine's paths.
-    suite_argv = ["--quick"] * args.quick + ["--out", os.path.relpath(out)]
+    # Inside the checkout, a relative --out: the tables record their command line, and the
+    # committed ones must hold no path of this machine.
+    here = Path.cwd().resolve()
+    target = out.resolve()
+    shown = target.relative_to(here) if target.is_relative_to(here) else target
+    suite_argv = ["--quick"] * args.quick + ["--out", str(shown)]
     info = _common.machine_info()
     status = 0
     timings: list[tuple[str, float, str]] = []

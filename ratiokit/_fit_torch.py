@@ -275,7 +275,8 @@ def fit_torch(
         why = convergence_failure(thetas, labels, frozen_ok=False)
         trained = None
     else:
-        trained = (out.ema_model if out.ema_model is not None else out.model).eval()
+        trained = out.ema_model if out.ema_model is not None else out.model
+        trained.eval()
         # Steps before a resume have no probe summaries: the tail of this run's steps is
         # judged.
         values = np.asarray(summaries).reshape(len(summaries), -1)
