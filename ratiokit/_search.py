@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from scipy import optimize, stats
 
-from ratiokit._simulation import SimulationEngine, run_tasks
+from ratiokit._simulation import SimulationEngine, run_tasks_keeping
 from ratiokit._transforms import BoxTransform
 from ratiokit.exceptions import ExecutorError
 from ratiokit.methods import Discrepancy, get_method
@@ -478,20 +478,15 @@ def bootstrap(
     """
     seeds = [g.bit_generator.seed_seq for g in rng.spawn(n_bootstrap)]
     tasks = [(spec, data, theta_hat, seed) for seed in seeds]
-    error = None
-    try:
-        results, retries = run_tasks(
-            executor,
-            _replicate,
-            tasks,
-            max_retries=max_retries,
-            describe=lambda i: f"bootstrap {i}",
-            timeout=timeout,
-        )
-    except ExecutorError as err:
-        error, retries = err, err.n_retries
-        missing = (np.full(theta_hat.shape, np.nan), False, 0)
-        results = [missing if r is None else r for r in err.outputs]
+    results, retries, error = run_tasks_keeping(
+        executor,
+        _replicate,
+        tasks,
+        max_retries=max_retries,
+        describe=lambda i: f"bootstrap {i}",
+        timeout=timeout,
+        missing=(np.full(theta_hat.shape, np.nan), False, 0),
+    )
     replicates = np.vstack([r[0] for r in results])
     return replicates, sum(r[2] for r in results), retries, error
 

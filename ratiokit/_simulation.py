@@ -43,6 +43,7 @@ __all__ = [
     "check_output",
     "format_theta",
     "run_tasks",
+    "run_tasks_keeping",
 ]
 
 #: What NaN or infinite rows in a simulation mean: a failed simulation, or rows to drop.
@@ -197,6 +198,28 @@ def run_tasks(
             submit(i)
             n_retries += 1
     return results, n_retries
+
+
+def run_tasks_keeping(
+    executor: Any,
+    fn: Callable[..., Any],
+    tasks: Sequence[tuple],
+    *,
+    max_retries: int,
+    describe: Callable[[int], str],
+    timeout: float | None,
+    missing: Any,
+) -> tuple[list[Any], int, ExecutorError | None]:
+    """:func:`run_tasks` that keeps what finished when the executor stops the work:
+    ``(outputs, n_retries, error)``, ``missing`` in place of each unfinished task's output and
+    ``error`` the :class:`~ratiokit.exceptions.ExecutorError` (None if every task finished)."""
+    try:
+        outputs, retries = run_tasks(
+            executor, fn, tasks, max_retries=max_retries, describe=describe, timeout=timeout
+        )
+    except ExecutorError as err:
+        return [missing if out is None else out for out in err.outputs], err.n_retries, err
+    return outputs, retries, None
 
 
 def check_output(

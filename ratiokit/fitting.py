@@ -52,13 +52,13 @@ from ratiokit._simulation import (
     check_executor,
     check_output,
     format_theta,
-    run_tasks,
+    run_tasks_keeping,
 )
 from ratiokit._train import check_overwrite_flag
 from ratiokit._transforms import BoxTransform, check_bounds
 from ratiokit._validation import as_sample, check_choice, check_int, check_positive
 from ratiokit.config import THETA_LR, TrainConfig
-from ratiokit.exceptions import ConvergenceWarning, ExecutorError
+from ratiokit.exceptions import ConvergenceWarning
 from ratiokit.methods import Discrepancy, get_method
 from ratiokit.methods import fits_on_split as _splits
 from ratiokit.results import FitResult
@@ -462,18 +462,15 @@ def fit(
             seeds = [g.bit_generator.seed_seq for g in boot_rng.spawn(n_boot)]
             data_np = x.detach().cpu().numpy()
             tasks = [(simulator, data_np, estimator, cfg, theta, transform, s) for s in seeds]
-            try:
-                thetas, _ = run_tasks(
-                    executor,
-                    torch_replicate,
-                    tasks,
-                    max_retries=retries,
-                    describe=lambda i: f"bootstrap {i}",
-                    timeout=wait,
-                )
-            except ExecutorError as err:
-                error = err
-                thetas = [np.full(theta.shape, np.nan) if t is None else t for t in err.outputs]
+            thetas, _, error = run_tasks_keeping(
+                executor,
+                torch_replicate,
+                tasks,
+                max_retries=retries,
+                describe=lambda i: f"bootstrap {i}",
+                timeout=wait,
+                missing=np.full(theta.shape, np.nan),
+            )
             replicates = np.vstack(thetas)
     if theta is not None:
         details["theta0"] = p["theta0"].tolist()
