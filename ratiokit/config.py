@@ -14,7 +14,7 @@ import torch
 
 from ratiokit._validation import check_choice, check_int, check_positive
 
-__all__ = ["GENERATOR_LOSSES", "THETA_LR", "TrainConfig"]
+__all__ = ["GENERATOR_LOSSES", "N_PERMUTATIONS", "THETA_LR", "TrainConfig"]
 
 #: Forms of the model's loss: ``"non-saturating"`` (Goodfellow et al. 2014, sec. 3; for
 #: f-GANs Nowozin et al. 2016, sec. 3.2) or ``"minimax"`` (the method's ``forward``).
@@ -26,6 +26,11 @@ GENERATOR_LOSSES = ("non-saturating", "minimax")
 #: 1-D location fit half-way to a minimiser 3 away. Larger steps jitter more, which the
 #: average of the second half of the iterates smooths out.
 THETA_LR = 0.05
+#: Permutations (or wild-bootstrap draws) of every permutation test when none is given: the
+#: two-sample test, a fit's goodness of fit, a ratio's diagnostics and the benchmark's power.
+#: With B + 1 = 1000 the p-value's resolution is 0.001, and the Monte Carlo standard error
+#: of a p-value near 0.05 is sqrt(0.05 * 0.95 / 1000) = 0.007.
+N_PERMUTATIONS = 999
 
 
 def _check_unit_interval(value: Any, name: str, *, closed_low: bool) -> float:
