@@ -66,7 +66,7 @@ diag = rk.estimate_ratio(x_p, x_q, method="ulsif", rng=0).diagnostics(new_p, new
 print(diag.checks)
 print(f"E_q[r] = {diag.mean_ratio_q:.3f} +- {diag.se_ratio_q:.3f}")
 print(f"E_p[1/r] = {diag.mean_inverse_ratio_p:.3f} +- {diag.se_inverse_ratio_p:.3f}")
-fig = diag.plot()
+fig = diag.plot()[0].figure  # plot returns the three Axes it drew on
 
 # %%
 # Divergences

@@ -24,6 +24,7 @@ from scipy import special, stats
 
 from ratiokit._rng import check_rng
 from ratiokit._validation import as_sample_pair, check_int, is_tensor
+from ratiokit.config import N_PERMUTATIONS
 from ratiokit.methods import Discrepancy, get_method
 from ratiokit.results import REWEIGHTED_SHIFT, RatioDiagnostics
 from ratiokit.two_sample import two_sample_test
@@ -128,7 +129,7 @@ def ratio_diagnostics(
     *,
     n_bins: int = 10,
     test_method: str | Discrepancy = "mmd",
-    n_permutations: int = 499,
+    n_permutations: int = N_PERMUTATIONS,
     alpha: float = 0.05,
     rng: Any = None,
 ) -> RatioDiagnostics:
@@ -190,8 +191,8 @@ def ratio_diagnostics(
         Quantile bins of the reliability curve (fewer when ``D`` has ties).
     test_method : str or Discrepancy, default="mmd"
         Method of :func:`ratiokit.two_sample_test` for the reweighting check.
-    n_permutations : int, default=499
-        Permutations of that test.
+    n_permutations : int, default=N_PERMUTATIONS
+        Permutations of that test (:data:`ratiokit.config.N_PERMUTATIONS`, 999).
     alpha : float, default=0.05
         Level of each check's verdict (:attr:`RatioDiagnostics.checks`).
     rng : None, int or numpy.random.Generator, default=None

@@ -4,9 +4,15 @@
 :class:`matplotlib.figure.Figure` objects, not through pyplot, so no global figure manager or
 backend is touched: :func:`save_figure` renders with the file format's own canvas (Agg for
 PNG), and a figure can still be shown in a notebook or added to a pyplot session by the
-caller. Every helper takes an optional ``ax`` and returns what it drew on, so the front
-doors (``TwoSampleTestResult.plot()``, ``FitResult.plot()``, the ``ratiokit demo`` command)
-compose them into larger figures.
+caller.
+
+One convention for every ``plot_*`` helper and every result's ``.plot``: ``ax`` is where to
+draw, a matplotlib Axes (or, for a figure of several panels, a sequence or array of Axes,
+one per panel), and None makes a new figure; the return value is what was drawn on, the Axes
+or an ndarray of Axes, never a Figure (``axes[0].figure`` is the figure). So the front doors
+(``TwoSampleTestResult.plot()``, ``RatioDiagnostics.plot()``, the ``ratiokit demo`` command)
+compose them into larger figures. :func:`new_figure` and :func:`mmd_demo_figure` build a
+whole Figure, and :func:`save_figure` writes one.
 """
 
 from __future__ import annotations
@@ -85,6 +91,19 @@ def _axes(ax: Axes | None) -> Axes:
     if not isinstance(ax, Axes):
         raise TypeError(f"`ax` must be a matplotlib Axes or None; got {type(ax).__name__}.")
     return ax
+
+
+def _panels(ax: Any, n: int, what: str, width: float, height: float) -> np.ndarray:
+    """``ax`` as an ndarray of ``n`` Axes (one per ``what``), or a new row of ``n`` panels."""
+    if ax is None:
+        return new_figure(n, width=width, height=height)[1]
+    axes = np.asarray(ax, dtype=object).ravel()
+    if axes.size != n or not all(isinstance(one, Axes) for one in axes):
+        raise TypeError(
+            f"`ax` must be {n} matplotlib Axes ({what}) or None; got {axes.size} item(s) of "
+            f"type {sorted({type(one).__name__ for one in axes})}."
+        )
+    return axes
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -262,7 +281,7 @@ def plot_null_distribution(
     return ax
 
 
-def plot_ratio_diagnostics(diagnostics: Any, axes: Any = None) -> np.ndarray:
+def plot_ratio_diagnostics(diagnostics: Any, ax: Any = None) -> np.ndarray:
     """Draw a :class:`~ratiokit.results.RatioDiagnostics` in three panels.
 
     Left: the balancing means ``E_q[r]`` and ``E_p[1/r]`` with 95% intervals (1.96 standard
@@ -274,57 +293,54 @@ def plot_ratio_diagnostics(diagnostics: Any, axes: Any = None) -> np.ndarray:
     Parameters
     ----------
     diagnostics : RatioDiagnostics
-    axes : sequence of 3 Axes, default=None
-        Where to draw; default: the panels of a new figure.
+    ax : sequence of 3 Axes, default=None
+        Where to draw, one Axes per panel; default: the panels of a new figure.
 
     Returns
     -------
     ndarray of Axes of shape (3,)
+        The panels drawn on.
 
     Raises
     ------
     TypeError
-        If ``axes`` is not three matplotlib Axes.
+        If ``ax`` is not three matplotlib Axes.
     """
-    if axes is None:
-        axes = new_figure(3, width=4.0, height=3.6)[1]
-    axes = np.asarray(axes, dtype=object).ravel()
-    if axes.size != 3 or not all(isinstance(ax, Axes) for ax in axes):
-        raise TypeError(f"`axes` must be three matplotlib Axes or None; got {axes.size} items.")
+    axes = _panels(ax, 3, "one per panel", width=4.0, height=3.6)
     d = diagnostics
-    ax = axes[0]
+    panel = axes[0]
     means = [d.mean_ratio_q, d.mean_inverse_ratio_p]
     half = [1.96 * d.se_ratio_q, 1.96 * d.se_inverse_ratio_p]
     shown = [m if np.isfinite(m) else np.nan for m in means]
-    ax.errorbar([0, 1], shown, yerr=half, fmt="o", color="C0", capsize=4)
-    ax.axhline(1.0, color="0.4", linestyle="--", linewidth=1.0, label="target 1")
+    panel.errorbar([0, 1], shown, yerr=half, fmt="o", color="C0", capsize=4)
+    panel.axhline(1.0, color="0.4", linestyle="--", linewidth=1.0, label="target 1")
     if any(not abs(m - 1.0) + h < 2.0 for m, h in zip(means, half, strict=True)):
-        ax.set_yscale("symlog", linthresh=1.0)  # far-off means stay on the panel
-    ax.set_xticks([0, 1], ["E_q[r]", "E_p[1/r]"])
-    ax.set_xlim(-0.6, 1.6)
-    ax.set_title("balancing (95% intervals)")
-    ax.legend(loc="best", fontsize="small")
-    ax = axes[1]
+        panel.set_yscale("symlog", linthresh=1.0)  # far-off means stay on the panel
+    panel.set_xticks([0, 1], ["E_q[r]", "E_p[1/r]"])
+    panel.set_xlim(-0.6, 1.6)
+    panel.set_title("balancing (95% intervals)")
+    panel.legend(loc="best", fontsize="small")
+    panel = axes[1]
     used = d.counts > 0
     pred, obs, n = d.predicted[used], d.observed[used], d.counts[used]
     band = 1.96 * np.sqrt(np.clip(pred * (1.0 - pred), 0.0, None) / n)
-    ax.plot([0.0, 1.0], [0.0, 1.0], color="0.4", linestyle="--", linewidth=1.0)
-    ax.errorbar(pred, obs, yerr=band, fmt="o-", color="C0", capsize=3, markersize=4)
-    ax.set_xlim(0.0, 1.0)
-    ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("predicted D = r n_p / (r n_p + n_q)")
-    ax.set_ylabel("observed fraction from P")
-    ax.set_title(f"calibration (error {d.calibration_error:.3f})")
-    ax = axes[2]
+    panel.plot([0.0, 1.0], [0.0, 1.0], color="0.4", linestyle="--", linewidth=1.0)
+    panel.errorbar(pred, obs, yerr=band, fmt="o-", color="C0", capsize=3, markersize=4)
+    panel.set_xlim(0.0, 1.0)
+    panel.set_ylim(0.0, 1.0)
+    panel.set_xlabel("predicted D = r n_p / (r n_p + n_q)")
+    panel.set_ylabel("observed fraction from P")
+    panel.set_title(f"calibration (error {d.calibration_error:.3f})")
+    panel = axes[2]
     test = d.reweighted_test
     if test is None:
-        ax.text(0.5, 0.5, f"{d.n_kept} point(s) kept:\nno test", ha="center", va="center")
-        ax.set_axis_off()
+        panel.text(0.5, 0.5, f"{d.n_kept} point(s) kept:\nno test", ha="center", va="center")
+        panel.set_axis_off()
     else:
         title = f"P vs reweighted Q ({d.n_kept} kept): p = {test.pvalue:.3g}"
         if d.checks["reweighted Q ~ P"] is None:
             title += f" (inconclusive: power <= {d.reweighted_power:.2g})"
-        plot_null_distribution(test.null_distribution, test.statistic, ax=ax, title=title)
+        plot_null_distribution(test.null_distribution, test.statistic, ax=panel, title=title)
     return axes
 
 
@@ -647,7 +663,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 120) ->
     return out
 
 
-def plot_benchmark(result: Any, metric: str | None = None, axes: Any = None) -> np.ndarray:
+def plot_benchmark(result: Any, ax: Any = None, *, metric: str | None = None) -> np.ndarray:
     """Draw a :class:`~ratiokit.results.BenchmarkResult`: ``metric`` against n per method.
 
     One panel per problem, one line per method through the means over seeds, with error bars
@@ -657,21 +673,22 @@ def plot_benchmark(result: Any, metric: str | None = None, axes: Any = None) -> 
     Parameters
     ----------
     result : BenchmarkResult
+    ax : sequence of Axes, default=None
+        Where to draw, one Axes per problem; default: the panels of a new figure.
     metric : str, default=None
         One of ``result.metrics``; default: the first with a value.
-    axes : sequence of Axes, default=None
-        One per problem; default: the panels of a new figure.
 
     Returns
     -------
     ndarray of Axes of shape (n_problems,)
+        The panels drawn on.
 
     Raises
     ------
     ValueError
         If ``metric`` is not one of ``result.metrics``.
     TypeError
-        If ``axes`` is not one matplotlib Axes per problem.
+        If ``ax`` is not one matplotlib Axes per problem.
 
     Examples
     --------
@@ -687,16 +704,9 @@ def plot_benchmark(result: Any, metric: str | None = None, axes: Any = None) -> 
     if metric not in result.metrics:
         raise ValueError(f"`metric` must be one of {list(result.metrics)}; got {metric!r}.")
     problems = result.problems
-    if axes is None:
-        axes = new_figure(len(problems), width=4.4, height=3.6)[1]
-    axes = np.asarray(axes, dtype=object).ravel()
-    if axes.size != len(problems) or not all(isinstance(ax, Axes) for ax in axes):
-        raise TypeError(
-            f"`axes` must be {len(problems)} matplotlib Axes (one per problem) or None; "
-            f"got {axes.size} items."
-        )
+    axes = _panels(ax, len(problems), "one per problem", width=4.4, height=3.6)
     rate = metric in ("power", "type_i_error")
-    for ax, problem in zip(axes, problems, strict=True):
+    for panel, problem in zip(axes, problems, strict=True):
         drawn = []
         for k, method in enumerate(result.methods):
             rows = [r for r in summary if r["method"] == method and r["problem"] == problem]
@@ -706,7 +716,7 @@ def plot_benchmark(result: Any, metric: str | None = None, axes: Any = None) -> 
             keep = np.isfinite(mean)
             if keep.any():
                 order = np.argsort(n[keep])
-                ax.errorbar(
+                panel.errorbar(
                     n[keep][order],
                     mean[keep][order],
                     yerr=np.nan_to_num(se[keep][order]),
@@ -718,18 +728,18 @@ def plot_benchmark(result: Any, metric: str | None = None, axes: Any = None) -> 
                 )
                 drawn.append(mean[keep])
         if metric == "type_i_error":
-            ax.axhline(result.alpha, color="0.4", linestyle="--", linewidth=1.0, label="alpha")
+            panel.axhline(result.alpha, color="0.4", linestyle="--", linewidth=1.0, label="alpha")
         if len(result.sizes) > 1:
-            ax.set_xscale("log")
+            panel.set_xscale("log")
         if rate:
-            ax.set_ylim(-0.05, 1.05)
+            panel.set_ylim(-0.05, 1.05)
         elif drawn and (np.concatenate(drawn) > 0).all():
-            ax.set_yscale("log")
+            panel.set_yscale("log")
         if not drawn:
-            ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xlabel("n (points per sample)")
-        ax.set_ylabel(metric + (" (s)" if metric == "time" else ""))
-        ax.set_title(problem)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
+            panel.text(0.5, 0.5, "no values", ha="center", va="center", transform=panel.transAxes)
+        panel.set_xlabel("n (points per sample)")
+        panel.set_ylabel(metric + (" (s)" if metric == "time" else ""))
+        panel.set_title(problem)
+        if panel.get_legend_handles_labels()[0]:
+            panel.legend(fontsize="small")
     return axes

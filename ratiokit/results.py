@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
 
 import numpy as np
 
 __all__ = [
     "BenchmarkResult",
+    "ConfidenceInterval",
     "DivergenceResult",
     "FitResult",
     "RatioDiagnostics",
@@ -26,7 +27,104 @@ def _short(value: Any) -> str:
     return repr(value)
 
 
-class _CompactRepr:
+class ConfidenceInterval(NamedTuple):
+    """A two-sided interval ``low <= value <= high``, as scipy's ``BootstrapResult`` holds."""
+
+    low: float
+    high: float
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain data: a result or named tuple as a dict, a tuple as a list, a NumPy
+    scalar as a Python one; arrays, numbers, strings and None as they are."""
+    if isinstance(value, _ResultData):
+        return value.to_dict()
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # a named tuple
+        return {key: _plain(item) for key, item in value._asdict().items()}
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The scalars of a :func:`_plain` record, nested dicts as ``outer.inner`` keys (as
+    ``pandas.json_normalize`` names them); arrays and lists are left out."""
+    row: dict[str, Any] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            row.update(_flatten(value, f"{name}."))
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            row[name] = value
+    return row
+
+
+class _ResultData:
+    """A result as data: :meth:`to_dict` and :meth:`to_dataframe`, from its dataclass fields."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field by name, as plain data.
+
+        Arrays stay NumPy arrays; NumPy scalars become Python numbers; a nested result or
+        named tuple (a confidence interval) becomes a dict, a tuple a list. So
+        ``json.dumps(result.to_dict(), default=numpy.ndarray.tolist)`` writes it as JSON.
+
+        Returns
+        -------
+        dict of str
+        """
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+    def _columns(self) -> dict[str, Any]:
+        """The table of :meth:`to_dataframe`, column by column.
+
+        A result with a length (a record of steps) has one row per entry, its 1-D array
+        fields of that length as columns. Any other result is one row: its scalar fields,
+        the scalars of a dict field (``details``) or of a nested result as ``field.key``
+        columns; its arrays stay in :meth:`to_dict`.
+        """
+        record = self.to_dict()
+        if hasattr(self, "__len__"):
+            n = len(self)  # type: ignore[arg-type]
+            return {
+                name: value
+                for name, value in record.items()
+                if isinstance(value, np.ndarray) and value.shape == (n,)
+            }
+        return {name: [value] for name, value in _flatten(record).items()}
+
+    def to_dataframe(self) -> Any:
+        """The result as a :class:`pandas.DataFrame`.
+
+        A training history has one row per step, a benchmark one row per cell, and any other
+        result one row of its scalar fields (a ``details`` entry or a nested result's field
+        as a ``field.key`` column); arrays such as a null distribution are in
+        :meth:`to_dict`.
+
+        Returns
+        -------
+        pandas.DataFrame
+
+        Raises
+        ------
+        ImportError
+            If the optional `pandas` package is not installed.
+        """
+        try:
+            import pandas
+        except ImportError as err:
+            raise ImportError(
+                f"`{type(self).__name__}.to_dataframe` needs the `pandas` package, which is "
+                "not installed; install it (`pip install pandas`) or use `to_dict()`."
+            ) from err
+        return pandas.DataFrame(self._columns())
+
+
+class _CompactRepr(_ResultData):
     """A one-line ``repr`` that prints the shapes of arrays, not their values."""
 
     def __repr__(self) -> str:
@@ -109,6 +207,12 @@ class DivergenceResult(_CompactRepr):
     n_nonfinite_bootstrap : int
         Bootstrap replicates left out of ``bootstrap`` because they were NaN or infinite
         (``divergence`` warns when there are any).
+    confidence_interval : ConfidenceInterval or None
+        ``(low, high)``, the bootstrap percentile interval at ``confidence_level``: the
+        ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of ``bootstrap`` (linear
+        interpolation, as :func:`numpy.quantile`); None when ``standard_error`` is None.
+    confidence_level : float
+        Level of ``confidence_interval``.
     """
 
     value: float
@@ -118,6 +222,8 @@ class DivergenceResult(_CompactRepr):
     bootstrap: np.ndarray | None = None
     details: dict[str, Any] = field(default_factory=dict)
     n_nonfinite_bootstrap: int = 0
+    confidence_interval: ConfidenceInterval | None = None
+    confidence_level: float = 0.95
 
 
 #: Fewest effective terms (``(sum v)^2 / sum v^2``) for a balancing mean to be judged.
@@ -272,14 +378,15 @@ class RatioDiagnostics(_CompactRepr):
         head = "failed" if failed else "inconclusive"
         return f"{head} at level {self.alpha:g}: " + "; ".join(failed + unsure)
 
-    def plot(self, axes: Any = None) -> Any:
-        """Balancing means, reliability curve and the reweighting test's null; a Figure.
+    def plot(self, ax: Any = None) -> np.ndarray:
+        """Balancing means, reliability curve and the reweighting test's null, in three panels.
 
-        ``axes``: three matplotlib Axes to draw on (default: a new figure).
+        ``ax``: three matplotlib Axes to draw on (default: a new figure); returns them, an
+        ndarray of Axes of shape (3,) (see :func:`ratiokit.plot.plot_ratio_diagnostics`).
         """
         from ratiokit.plot import plot_ratio_diagnostics
 
-        return plot_ratio_diagnostics(self, axes=axes)[0].figure
+        return plot_ratio_diagnostics(self, ax=ax)
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -723,7 +830,7 @@ def _fit_fields(record: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, repr=False, eq=False)
-class BenchmarkResult:
+class BenchmarkResult(_ResultData):
     """Scores of methods on synthetic problems, one row per cell, from :func:`ratiokit.benchmark`.
 
     Attributes
@@ -822,12 +929,18 @@ class BenchmarkResult:
 
         return write_csv(self, path)
 
-    def plot(self, metric: str | None = None, *, axes: Any = None) -> Any:
-        """``metric`` against n, one line per method and one panel per problem; a Figure.
+    def _columns(self) -> dict[str, Any]:
+        """One row per cell: each column as :meth:`column` gives it."""
+        return {name: self.column(name) for name in self.columns}
 
-        ``metric`` defaults to the first metric with a value; error bars are one standard
-        error over seeds. ``axes``: one matplotlib Axes per problem (default: a new figure).
+    def plot(self, ax: Any = None, *, metric: str | None = None) -> np.ndarray:
+        """``metric`` against n, one line per method and one panel per problem.
+
+        ``ax``: one matplotlib Axes per problem (default: a new figure); returns them, an
+        ndarray of Axes of shape (n_problems,). ``metric`` defaults to the first metric with
+        a value; error bars are one standard error over seeds (see
+        :func:`ratiokit.plot.plot_benchmark`).
         """
         from ratiokit.plot import plot_benchmark
 
-        return plot_benchmark(self, metric, axes=axes)[0].figure
+        return plot_benchmark(self, ax=ax, metric=metric)

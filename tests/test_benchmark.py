@@ -374,13 +374,13 @@ def test_plot_draws_one_panel_per_problem_and_a_line_per_method():
         n_permutations=9,
         rng=14,
     )
-    fig = res.plot("type_i_error")
-    assert [ax.get_title() for ax in fig.axes] == ["gaussian_shift", "gaussian_shift(dim=2)"]
-    labels = fig.axes[0].get_legend_handles_labels()[1]
+    axes = res.plot(metric="type_i_error")
+    assert [ax.get_title() for ax in axes] == ["gaussian_shift", "gaussian_shift(dim=2)"]
+    labels = axes[0].get_legend_handles_labels()[1]
     assert sorted(labels) == ["alpha", "mmd", "ulsif"]
-    assert fig.axes[0].get_xscale() == "log"
+    assert axes[0].get_xscale() == "log"
     with pytest.raises(ValueError, match="`metric` must be one of"):
-        res.plot("power")
+        res.plot(metric="power")
 
 
 # --- input validation -----------------------------------------------------------------------

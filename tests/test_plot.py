@@ -196,3 +196,47 @@ def test_fit_plot_draws_the_bootstrap_correlation_with_parameter_names():
                           "confidence_interval": None, "correlation": np.ones((1, 1)),
                           "history": {}})  # fmt: skip
     assert [ax.get_title() for ax in single.plot().axes if ax.get_visible()] == ["mmd loss", "mu"]
+
+
+def _results():
+    """A hand-built result of each kind whose ``.plot`` follows the convention, with the
+    number of panels it draws."""
+    from ratiokit.results import BenchmarkResult, RatioDiagnostics, TwoSampleTestResult
+
+    test = TwoSampleTestResult(0.5, 0.2, np.linspace(0.0, 1.0, 20), "mmd", "greater", 20)
+    diag = RatioDiagnostics(
+        1.0, 0.1, 1.0, 0.1, 50.0, 50.0, np.array([0.0, 0.5, 1.0]), np.array([0.3, 0.7]),
+        np.array([0.2, 0.8]), np.array([5, 5]), 0.05, 0.5, 0.2, 30, 0.9, 10, 10, "ulsif",
+        reweighted_test=test,
+    )  # fmt: skip
+    bench = BenchmarkResult(
+        ("method", "problem", "n", "seed", "time", "note"),
+        (("ulsif", "a", 10, 0, 0.5, ""), ("ulsif", "b", 10, 0, 0.7, "")),
+    )
+    return [(test, 1), (diag, 3), (bench, 2)]
+
+
+def test_every_plot_takes_ax_and_returns_what_it_drew_on():
+    # The convention: `ax` (an Axes, or a sequence of Axes for several panels; None for a new
+    # figure) is the first parameter after the data, and what was drawn on comes back.
+    import inspect
+
+    for name in plot.__all__:
+        if name.startswith("plot_") and name != "plot_fit":  # plot_fit: harmonised later
+            params = inspect.signature(getattr(plot, name)).parameters
+            assert params["ax"].default is None and "axes" not in params, name
+    for result, n_panels in _results():
+        params = list(inspect.signature(result.plot).parameters)
+        assert params[0] == "ax", type(result).__name__
+        drawn = result.plot()
+        assert not isinstance(drawn, Figure)
+        if n_panels == 1:
+            assert isinstance(drawn, Axes) and result.plot(ax=drawn) is drawn
+        else:
+            assert isinstance(drawn, np.ndarray) and drawn.shape == (n_panels,)
+            assert all(isinstance(ax, Axes) for ax in drawn)
+            _, mine = plot.new_figure(n_panels)
+            again = result.plot(ax=list(mine))  # any sequence of Axes
+            assert all(a is b for a, b in zip(again, mine, strict=True))
+            with pytest.raises(TypeError, match=rf"`ax` must be {n_panels} matplotlib Axes"):
+                result.plot(ax=mine[0])
