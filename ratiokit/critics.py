@@ -5,7 +5,8 @@
 (or copies a user's module), and :func:`train_critic` trains any critic module by
 minimising a loss of the two samples with Adam on minibatches, stopping early on a held-out
 split: the critic-only mode of :func:`ratiokit.train`, with the same optimiser factory and
-step (:func:`ratiokit._train_state.finite_step`) and the same :class:`TrainHistory`.
+step (:func:`ratiokit._train_state.finite_step`) and the same
+:class:`~ratiokit.results.TrainHistory`.
 """
 
 from __future__ import annotations

@@ -587,6 +587,10 @@ class DeepKernelMMD(Discrepancy):
     reg : float, default=1e-8
     tile_size : int, default=1024
 
+    ``max_steps``, ``lr`` and ``batch_size`` train the kernel in :meth:`fit_critic`. In
+    :func:`ratiokit.train` (an MMD-GAN) the :class:`~ratiokit.TrainConfig` trains it, so a
+    value other than the default there is refused (ValueError) rather than ignored.
+
     Attributes
     ----------
     network_ : torch.nn.Sequential
