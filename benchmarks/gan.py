@@ -10,7 +10,7 @@ Run from the repository root::
 
 **Ring** (``--sections ring``): data are 8 Gaussians of standard deviation 0.05 on a circle
 of radius 2 (equal weights). Each method trains the same generator (2-D noise -> MLP
-64-64 ReLU -> 2-D) with :func:`ratiokit._train.train` and its default settings except those
+64-64 ReLU -> 2-D) with :func:`ratiokit.train` and its default settings except those
 in :func:`_ring_methods` (Adam, lr 1e-3, betas (0.5, 0.999), batch 256, EMA 0.99). 2,000
 samples of the EMA generator are scored by :func:`mode_coverage`: the number of modes
 holding at least 50 of them (a fifth of the uniform share of 250) and the fraction within 3
@@ -22,7 +22,7 @@ leaky ReLU) on the 1,797 8x8 digits of :func:`sklearn.datasets.load_digits` scal
 generated digits (class coverage, mean top-class probability), beside the same figures for
 the held-out real digits. An image grid is saved.
 
-**Timing** (``--sections timing``): seconds per step of :func:`ratiokit._train.train` and of
+**Timing** (``--sections timing``): seconds per step of :func:`ratiokit.train` and of
 a hand-written PyTorch loop with the same generator, the same critic network (built by
 :func:`ratiokit.critics.make_critic`), Adam settings, batch size and losses, measured
 alternately in the same process (one torch thread). Four hand-written variants: the textbook
@@ -205,7 +205,7 @@ QUICK_METHODS = (
 
 def run_ring(label: str, seed: int, steps: int) -> tuple[dict[str, Any], np.ndarray]:
     """Train one method on the ring; return its table row and 2,000 samples."""
-    from ratiokit._train import NonFiniteLossError, train
+    from ratiokit import NonFiniteLossError, train
     from ratiokit.config import TrainConfig
 
     factory, overrides = _ring_methods()[label]
@@ -302,7 +302,7 @@ def digits_section(args: argparse.Namespace) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
-    from ratiokit._train import train
+    from ratiokit import train
     from ratiokit.config import TrainConfig
     from ratiokit.methods import Classifier
 
@@ -374,7 +374,7 @@ def hand_written_gan(make_model, data, *, latent, batch, hidden, activation, ste
                      lean, update):  # fmt: skip
     """The non-saturating GAN loop written out in plain PyTorch, computing what
     ``train(model, sample, data, Classifier(hidden, activation), config, rng=rng)`` computes:
-    the same streams (:data:`ratiokit._train._STREAMS`), initial critic, batches and noise.
+    the same streams (:data:`ratiokit.training._STREAMS`), initial critic, batches and noise.
 
     ``lean``: the generator's backward fills only the generator's gradients (``train`` does
     this); otherwise the critic's too, as in the textbook loop. ``update``: Adam's
@@ -383,8 +383,8 @@ def hand_written_gan(make_model, data, *, latent, batch, hidden, activation, ste
     Returns the process CPU time at the end of each step, the model and the critic.
     """
     from ratiokit._rng import check_rng, fork_torch_rng, torch_seed
-    from ratiokit._train import _STREAMS
     from ratiokit.critics import make_critic
+    from ratiokit.training import _STREAMS
 
     gen = check_rng(rng)
     seeds = {name: torch_seed(gen) for name in _STREAMS}
@@ -470,7 +470,7 @@ def run_loop(runner, *, make_model, data, latent, batch, hidden, activation, ste
             activation=activation, steps=steps, lr=TIMING_LR, rng=0, lean=lean, update=update,
         )  # fmt: skip
         return stamps, model
-    from ratiokit._train import train
+    from ratiokit import train
     from ratiokit.config import TrainConfig
     from ratiokit.methods import Classifier
 

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ratiokit import simulators
     from ratiokit.benchmarking import benchmark
+    from ratiokit.config import TrainConfig
     from ratiokit.exceptions import (
         ConvergenceWarning,
         ExecutorError,
+        NonFiniteLossError,
         NonFiniteStatisticError,
     )
     from ratiokit.fitting import fit
@@ -38,8 +40,10 @@ if TYPE_CHECKING:
         DivergenceResult,
         FitResult,
         RatioDiagnostics,
+        TrainHistory,
         TwoSampleTestResult,
     )
+    from ratiokit.training import TrainOutcome, train
     from ratiokit.two_sample import two_sample_test
 
 __version__ = "0.1.0.dev0"
@@ -47,8 +51,9 @@ __version__ = "0.1.0.dev0"
 #: Public name -> the module that defines it, imported on first use.
 _SOURCES = {
     "benchmark": "ratiokit.benchmarking",
+    "TrainConfig": "ratiokit.config",
     **dict.fromkeys(
-        ["ConvergenceWarning", "ExecutorError", "NonFiniteStatisticError"],
+        ["ConvergenceWarning", "ExecutorError", "NonFiniteLossError", "NonFiniteStatisticError"],
         "ratiokit.exceptions",
     ),
     "fit": "ratiokit.fitting",
@@ -72,9 +77,16 @@ _SOURCES = {
         ["RatioEstimator", "discrepancy", "divergence", "estimate_ratio"], "ratiokit.ratio"
     ),
     **dict.fromkeys(
-        ["DivergenceResult", "FitResult", "RatioDiagnostics", "TwoSampleTestResult"],
+        [
+            "DivergenceResult",
+            "FitResult",
+            "RatioDiagnostics",
+            "TrainHistory",
+            "TwoSampleTestResult",
+        ],
         "ratiokit.results",
     ),
+    **dict.fromkeys(["TrainOutcome", "train"], "ratiokit.training"),
     "two_sample_test": "ratiokit.two_sample",
 }
 
@@ -93,9 +105,13 @@ __all__ = [
     "KernelMeanMatching",
     "MomentMatching",
     "NeuralBregman",
+    "NonFiniteLossError",
     "NonFiniteStatisticError",
     "RatioDiagnostics",
     "RatioEstimator",
+    "TrainConfig",
+    "TrainHistory",
+    "TrainOutcome",
     "TwoSampleTestResult",
     "__version__",
     "benchmark",
@@ -105,6 +121,7 @@ __all__ = [
     "fit",
     "get_method",
     "simulators",
+    "train",
     "two_sample_test",
 ]
 

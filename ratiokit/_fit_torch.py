@@ -1,6 +1,6 @@
-"""Gradient-based fits through the alternating loop of :mod:`ratiokit._train`.
+"""Gradient-based fits through the alternating loop of :mod:`ratiokit.training`.
 
-Two kinds of model go through :func:`ratiokit._train.train`:
+Two kinds of model go through :func:`ratiokit.training.train`:
 
 - ``"module"``: a generator network ``noise -> samples`` (a GAN and its relatives); its
   weights are trained, on a copy of the user's module;
@@ -36,10 +36,10 @@ import torch
 from scipy import stats
 from torch import nn
 
-from ratiokit._train import train
 from ratiokit._transforms import BoxTransform, ThetaModule
 from ratiokit.config import TrainConfig
 from ratiokit.methods import Discrepancy, get_method
+from ratiokit.training import train
 
 __all__ = ["TorchOutcome", "fit_torch", "infer_latent_dim", "torch_replicate"]
 
@@ -178,7 +178,7 @@ def convergence_failure(values: np.ndarray, names: list[str], *, frozen_ok: bool
 
 class _Trajectory:
     """theta after each step, saved in the training checkpoint (``extra_state`` of
-    :func:`ratiokit._train.train`), so a resumed fit averages the same iterates as an
+    :func:`ratiokit.training.train`), so a resumed fit averages the same iterates as an
     uninterrupted one and an edit of them is caught by the checkpoint's hashes."""
 
     def __init__(self, model: ThetaModule) -> None:

@@ -1,9 +1,11 @@
-"""The state of a training run of :mod:`ratiokit._train`, and the pieces of one step.
+"""The state of a training run of :mod:`ratiokit.training`, and the pieces of one step.
 
 :class:`TrainState` holds everything the loop reads between steps (model, critic,
 optimisers, EMA copy and its counter, RNG streams, history) and turns it into a
-checkpoint and back. The step helpers keep the loop short: :func:`finite_step` refuses a
-non-finite loss or gradient before it reaches the parameters, :func:`run_mismatch` tells
+checkpoint and back. The step helpers keep the loop short: :func:`adam` builds every
+optimiser of the package and :func:`finite_step` takes every one of its steps (the
+alternating loop's and the critic-only loop's, :func:`ratiokit.critics.train_critic`),
+refusing a non-finite loss or gradient before it reaches the parameters; :func:`run_mismatch` tells
 whether a checkpoint belongs to this run (method, settings, data fingerprint),
 :func:`r1_penalty` is the critic's gradient penalty, :func:`ema_update` the model average, and
 :func:`spectral_normalise` wraps the critic's layers.
@@ -25,12 +27,11 @@ from torch.nn.utils import parametrize
 
 from ratiokit._rng import fork_torch_rng
 from ratiokit.config import TrainConfig
-from ratiokit.methods import Discrepancy
+from ratiokit.exceptions import NonFiniteLossError
 from ratiokit.results import TrainHistory
 
 __all__ = [
     "RESUMABLE",
-    "NonFiniteLossError",
     "TrainState",
     "adam",
     "check_resumable",
@@ -58,34 +59,31 @@ _WEIGHTED = (
 )
 
 
-class NonFiniteLossError(RuntimeError):
-    """A loss or gradient became NaN or infinite; no update was made with it.
+def adam(
+    params: list[torch.Tensor],
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    *,
+    weight_decay: float = 0.0,
+    fused: bool = True,
+) -> torch.optim.Adam:
+    """Adam over ``params``: the optimiser of every training loop of the package.
 
-    Attributes
-    ----------
-    step : int
-        The step that failed: the model holds its parameters from ``step - 1``.
-    outcome : TrainOutcome or None
-        The run up to the last good step (set by :func:`ratiokit._train.train`).
+    ``fused=True`` (the alternating loop): one kernel per step where torch has it
+    (floating-point parameters on the CPU or a CUDA device), else the multi-tensor
+    (foreach) update; on the CPU the fused update took 52 us a step against 149 us for the
+    foreach one on the ring benchmark's 64-64 MLP. ``fused=False`` (the critic-only loop):
+    torch's default implementation (per tensor on the CPU). The two round differently (by
+    about 1e-17 on float64 weights), so each loop keeps its kind and its results bit for bit.
     """
-
-    def __init__(self, message: str, *, step: int) -> None:
-        super().__init__(message)
-        self.step = step
-        self.outcome: Any = None
-
-
-def adam(params: list[torch.Tensor], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    """Adam over ``params``, fused into one kernel per step where torch has that kernel.
-
-    The fused update (floating-point parameters on the CPU or a CUDA device) does the same
-    arithmetic as the per-tensor one; on the CPU it took 52 us a step against 149 us for the
-    multi-tensor (foreach) update on the ring benchmark's 64-64 MLP. Elsewhere: foreach.
-    """
-    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    if fused:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+    if not fused:
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    kind = (
+        {"fused": True}
+        if all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+        else {"foreach": True}
+    )
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, **kind)
 
 
 def _nonfinite_flags(params: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -148,7 +146,7 @@ def finite_step(
     return value
 
 
-def r1_penalty(method: Discrepancy, x_p: torch.Tensor) -> torch.Tensor:
+def r1_penalty(method: nn.Module, x_p: torch.Tensor) -> torch.Tensor:
     """``E_p |grad_x T(x)|^2`` of the critic's score ``T`` at the data rows (Mescheder et al.
     2018), differentiable in the critic's parameters."""
     x = x_p.detach().requires_grad_(True)
@@ -168,7 +166,7 @@ def ema_update(average: nn.Module, model: nn.Module, decay: float, count: int) -
     return count + 1
 
 
-def spectral_normalise(method: Discrepancy, seed: int, device: torch.device) -> None:
+def spectral_normalise(method: nn.Module, seed: int, device: torch.device) -> None:
     """Spectral normalisation of every linear and convolution layer of ``method``'s critic
     that has none yet (its power iteration starts from a vector drawn from ``seed``)."""
     with fork_torch_rng(seed, device):
@@ -244,7 +242,8 @@ class TrainState:
     """Everything a training run reads between steps; the loop mutates it in place."""
 
     model: nn.Module
-    method: Discrepancy
+    #: The method (a :class:`~ratiokit.methods.Discrepancy`) whose critic is trained.
+    method: nn.Module
     model_opt: torch.optim.Optimizer
     critic_opt: torch.optim.Optimizer | None
     ema_model: nn.Module | None
@@ -277,6 +276,10 @@ class TrainState:
             model_loss=np.asarray(self._log["model_loss"], dtype=np.float64),
             critic_loss=np.asarray(self._log["critic_loss"], dtype=np.float64),
             wall_time=np.asarray(self._log["wall_time"], dtype=np.float64),
+            val_step=np.empty(0, dtype=np.int64),
+            val_loss=np.empty(0, dtype=np.float64),
+            best_step=self.step,
+            stopped_early=False,
         )
 
     def _rng_states(self) -> dict[str, torch.Tensor]:

@@ -4,7 +4,9 @@
 :func:`make_critic` puts it behind a :class:`Standardize` layer fitted to the pooled samples
 (or copies a user's module), and :func:`train_critic` trains any critic module by
 minimising a loss of the two samples with Adam on minibatches, stopping early on a held-out
-split.
+split: the critic-only mode of :func:`ratiokit.train`, with the same optimiser factory and
+step (:func:`ratiokit._train_state.finite_step`) and the same
+:class:`~ratiokit.results.TrainHistory`.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,11 +24,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ratiokit._rng import check_rng, fork_torch_rng, torch_generator
+from ratiokit._train_state import adam, finite_step
 from ratiokit._validation import check_choice, check_int, check_positive
+from ratiokit.exceptions import NonFiniteLossError
+from ratiokit.results import TrainHistory
 
 __all__ = [
     "ACTIVATIONS",
-    "CriticHistory",
+    "TRAINING_SETTINGS",
     "Standardize",
     "canonical_order",
     "check_network",
@@ -46,6 +51,18 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "tanh": nn.Tanh,
 }
+
+#: The settings of :func:`train_critic` that a trained ratio method holds as its own
+#: (:attr:`~ratiokit.methods.Discrepancy.training_settings`): its ``fit_critic`` uses them,
+#: while :func:`ratiokit.train` trains the critic by its :class:`~ratiokit.TrainConfig`.
+TRAINING_SETTINGS = (
+    "max_steps",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "validation_fraction",
+    "patience",
+)
 
 #: A loss of the critic on one minibatch of each sample: ``loss_fn(module, x_p, x_q)``.
 CriticLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -272,40 +289,6 @@ def canonical_order(x: torch.Tensor) -> torch.Tensor:
     return order
 
 
-@dataclass(frozen=True, eq=False)
-class CriticHistory:
-    """Record of one :func:`train_critic` run.
-
-    Attributes
-    ----------
-    train_loss : ndarray of shape (n_steps,)
-        Minibatch loss at each step.
-    val_steps : ndarray of shape (n_checks,)
-        Steps after which the held-out loss was computed (0 is the initial critic).
-    val_loss : ndarray of shape (n_checks,)
-        Held-out loss at those steps (empty without a validation split).
-    best_step : int
-        Step whose state was kept (the last step without a validation split).
-    n_steps : int
-        Steps taken.
-    stopped_early : bool
-        Whether training stopped on ``patience`` before ``max_steps``.
-    """
-
-    train_loss: np.ndarray
-    val_steps: np.ndarray
-    val_loss: np.ndarray
-    best_step: int
-    n_steps: int
-    stopped_early: bool
-
-    def __repr__(self) -> str:
-        return (
-            f"CriticHistory(n_steps={self.n_steps}, best_step={self.best_step}, "
-            f"stopped_early={self.stopped_early})"
-        )
-
-
 def _split(
     x: torch.Tensor, fraction: float, gen: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -328,27 +311,30 @@ def train_critic(
     weight_decay: float = 0.0,
     validation_fraction: float = 0.2,
     patience: int = 100,
+    replace: bool = True,
     rng: Any = None,
     progress: bool = False,
-) -> CriticHistory:
+) -> TrainHistory:
     """Train ``module`` in place by minimising ``loss_fn(module, x_p_batch, x_q_batch)``.
 
-    Adam on minibatches of ``batch_size`` rows of each sample (drawn with replacement by a
-    :class:`torch.Generator` seeded from ``rng``; the whole sample when it has fewer rows).
-    A fraction of each sample is held out; the held-out loss is checked at the start and
-    once per epoch (every step for full batches), training stops once ``patience`` steps
-    have passed since the lowest held-out loss, and the
+    The critic-only mode of the package's training loop: ``min_T L(T; x_p, x_q)`` by Adam
+    on minibatches of ``batch_size`` rows of each sample (drawn by a
+    :class:`torch.Generator` seeded from ``rng``, with replacement unless ``replace=False``;
+    the whole sample when it has fewer rows). A fraction of each sample is held out; the
+    held-out loss is checked at the start and once per epoch (every step for full batches),
+    training stops once ``patience`` steps have passed since the lowest held-out loss, and the
     state with the lowest held-out loss is restored. The rows of each sample are put in
     :func:`canonical_order` first, so the result does not depend on their order. The module
     is in training mode while it steps and is left in evaluation mode (so, e.g., spectral
-    normalisation stops updating its power iteration).
+    normalisation stops updating its power iteration). Each step goes through the one
+    optimiser step of the package, which refuses a non-finite loss or gradient.
 
     Parameters
     ----------
     loss_fn : callable
         ``loss_fn(module, x_p, x_q) -> 0-d tensor``, the loss to minimise.
     module : torch.nn.Module
-        The critic; trained in place.
+        The critic; its parameters that require a gradient are trained in place.
     x_p : Tensor of shape (n, d)
         Sample from P.
     x_q : Tensor of shape (m, d)
@@ -366,6 +352,9 @@ def train_critic(
         to hold any out) trains for ``max_steps`` and keeps the last state.
     patience : int, default=100
         Steps without a lower held-out loss before stopping.
+    replace : bool, default=True
+        Draw each minibatch's rows with replacement; False draws distinct rows (for a loss
+        that is a U-statistic, whose repeated rows would bias it).
     rng : None, int or numpy.random.Generator, default=None
         Draws the split and the minibatches.
     progress : bool, default=False
@@ -373,14 +362,16 @@ def train_critic(
 
     Returns
     -------
-    CriticHistory
+    TrainHistory
+        ``critic_loss`` holds the minibatch losses, ``model_loss`` NaN.
 
     Raises
     ------
     ValueError
         If a setting is out of range, or either sample has fewer than 2 training rows.
-    RuntimeError
-        If the loss becomes NaN or infinite; ``module`` keeps its best state so far.
+    NonFiniteLossError
+        A RuntimeError: if the loss or a gradient becomes NaN or infinite (before that
+        update); ``module`` is reset to its best state so far.
 
     Examples
     --------
@@ -393,7 +384,7 @@ def train_critic(
     ...     return -(torch.nn.functional.logsigmoid(m(a)).mean()
     ...              + torch.nn.functional.logsigmoid(-m(b)).mean())
     >>> hist = train_critic(loss, net, x_p, x_q, max_steps=500, batch_size=64, lr=0.05, rng=0)
-    >>> bool(abs(net[0].weight.item() - 1.0) < 0.3), hist.n_steps <= 500
+    >>> bool(abs(net[0].weight.item() - 1.0) < 0.3), len(hist) <= 500
     (True, True)
     """
     check_training(
@@ -404,6 +395,8 @@ def train_critic(
         validation_fraction=validation_fraction,
         patience=patience,
     )
+    if not isinstance(replace, bool):
+        raise TypeError(f"`replace` must be True or False; got {replace!r}.")
     gen = check_rng(rng)
     (p_fit, p_val), (q_fit, q_val) = (_split(x, validation_fraction, gen) for x in (x_p, x_q))
     for name, part in (("x_p", p_fit), ("x_q", q_fit)):
@@ -420,6 +413,8 @@ def train_critic(
     def batch(x: torch.Tensor, b: int) -> torch.Tensor:
         if b == x.shape[0]:
             return x
+        if not replace:
+            return x[torch.randperm(x.shape[0], generator=tgen, device=x.device)[:b]]
         return x[torch.randint(x.shape[0], (b,), generator=tgen, device=x.device)]
 
     def held_out_loss() -> float:
@@ -429,8 +424,10 @@ def train_critic(
         module.train()
         return value
 
-    optimiser = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimiser = adam(params, lr, weight_decay=weight_decay, fused=False)
     train_loss: list[float] = []
+    wall_time: list[float] = []
     val_steps: list[int] = []
     val_loss: list[float] = []
     best, best_step, stopped_early = math.inf, 0, False
@@ -440,23 +437,26 @@ def train_critic(
         val_steps.append(0)
         val_loss.append(best)
     bar = tqdm(total=max_steps, desc="critic", disable=not progress, leave=False)
+    start = time.perf_counter()
     module.train()
     try:
         for step in range(1, max_steps + 1):
-            optimiser.zero_grad(set_to_none=True)
             with torch.enable_grad():  # also when called under torch.no_grad()
                 loss = loss_fn(module, batch(p_fit, b_p), batch(q_fit, b_q))
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                module.load_state_dict(best_state)
-                raise RuntimeError(
-                    f"critic training reached a non-finite loss ({value}) at step {step}; the "
-                    f"critic was reset to its best state (step {best_step}). Lower `lr` or "
-                    "standardise the inputs."
-                )
-            loss.backward()
-            optimiser.step()
+                try:
+                    value = finite_step(optimiser, loss, params, "critic", step)
+                except NonFiniteLossError as err:
+                    module.load_state_dict(best_state)
+                    value = float(loss.detach())
+                    what = "gradient" if math.isfinite(value) else f"loss ({value})"
+                    raise NonFiniteLossError(
+                        f"critic training reached a non-finite {what} at step {step}; the "
+                        f"critic was reset to its best state (step {best_step}). Lower `lr` "
+                        "or standardise the inputs.",
+                        step=step,
+                    ) from err
             train_loss.append(value)
+            wall_time.append(time.perf_counter() - start)
             bar.update()
             if validate and (step % epoch == 0 or step == max_steps):
                 current = held_out_loss()
@@ -476,12 +476,15 @@ def train_critic(
         module.load_state_dict(best_state)
     else:
         best_step = len(train_loss)
-    return CriticHistory(
-        train_loss=np.asarray(train_loss, dtype=np.float64),
-        val_steps=np.asarray(val_steps, dtype=np.int64),
+    n = len(train_loss)
+    return TrainHistory(
+        step=np.arange(1, n + 1, dtype=np.int64),
+        model_loss=np.full(n, np.nan),
+        critic_loss=np.asarray(train_loss, dtype=np.float64),
+        wall_time=np.asarray(wall_time, dtype=np.float64),
+        val_step=np.asarray(val_steps, dtype=np.int64),
         val_loss=np.asarray(val_loss, dtype=np.float64),
         best_step=best_step,
-        n_steps=len(train_loss),
         stopped_early=stopped_early,
     )
 

@@ -1,7 +1,8 @@
 """The exceptions and warnings ratiokit raises beyond ValueError and TypeError.
 
 Each says what went wrong in the user's terms, so it can be caught on its own: a statistic with
-no p-value, executor tasks that cannot finish, a fit that ended before it converged.
+no p-value, a training loss that became NaN, executor tasks that cannot finish, a fit that ended
+before it converged.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ from typing import Any
 
 import sklearn.exceptions
 
-__all__ = ["ConvergenceWarning", "ExecutorError", "NonFiniteStatisticError"]
+__all__ = [
+    "ConvergenceWarning",
+    "ExecutorError",
+    "NonFiniteLossError",
+    "NonFiniteStatisticError",
+]
 
 
 class NonFiniteStatisticError(ValueError):
@@ -20,6 +26,28 @@ class NonFiniteStatisticError(ValueError):
     extreme scale, a bandwidth far from the data's scale, a fit that diverged, a custom
     ``forward`` that returns NaN or inf) must change before ratiokit can answer.
     """
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training loss or gradient became NaN or infinite; no update was made with it.
+
+    Raised by every optimiser step of ratiokit (:func:`ratiokit.train` and the critics of the
+    trained ratio methods) before the update, so the parameters keep their last finite values.
+    A subclass of RuntimeError: the run, not the input, went wrong; lower the learning rate.
+
+    Attributes
+    ----------
+    step : int
+        The step that failed: the model holds its parameters from ``step - 1`` (a critic
+        trained with early stopping is reset to its best state).
+    outcome : TrainOutcome or None
+        The run up to the last good step (set by :func:`ratiokit.train`), else None.
+    """
+
+    def __init__(self, message: str, *, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+        self.outcome: Any = None
 
 
 class ExecutorError(RuntimeError):

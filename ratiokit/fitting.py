@@ -54,7 +54,6 @@ from ratiokit._simulation import (
     format_theta,
     run_tasks_keeping,
 )
-from ratiokit._train import check_overwrite_flag
 from ratiokit._transforms import BoxTransform, check_bounds
 from ratiokit._validation import as_sample, check_choice, check_int, check_positive
 from ratiokit.config import THETA_LR, TrainConfig
@@ -62,6 +61,7 @@ from ratiokit.exceptions import ConvergenceWarning
 from ratiokit.methods import Discrepancy, get_method
 from ratiokit.methods import fits_on_split as _splits
 from ratiokit.results import FitResult
+from ratiokit.training import check_overwrite_flag
 
 __all__ = ["KINDS", "fit", "simulate_at"]
 

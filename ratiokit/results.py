@@ -391,26 +391,59 @@ class RatioDiagnostics(_CompactRepr):
 
 @dataclass(frozen=True, repr=False, eq=False)
 class TrainHistory(_CompactRepr):
-    """Record of a training run of :func:`ratiokit._train.train`, one entry per step.
+    """Record of a training run, one entry per step: of :func:`ratiokit.train` (a model and
+    the method's critic) or of its critic-only mode (:func:`ratiokit.critics.train_critic`,
+    which trains the critics of the ratio methods and of the deep-kernel MMD).
+
+    In the alternating loop each step is ``critic_steps`` critic updates and one model update,
+    and there is no held-out check (``val_step`` is empty, ``best_step`` the last step). In
+    the critic-only mode each step is one critic update, ``model_loss`` is NaN, and the
+    held-out loss is checked at step 0 and once per epoch for early stopping.
 
     Attributes
     ----------
     step : ndarray of int64, shape (n_steps,)
         Step numbers, from 1.
     model_loss : ndarray of float64, shape (n_steps,)
-        The model's (generative) loss on the step's minibatch, before its update.
+        The model's (generative) loss on the step's minibatch, before its update; NaN in
+        the critic-only mode.
     critic_loss : ndarray of float64, shape (n_steps,)
-        Mean of the step's critic losses, before each update; NaN for a method without
-        trainable critic parameters (no critic steps).
+        The critic's loss on the step's minibatch(es), before the update (the mean over
+        ``critic_steps`` in the alternating loop); NaN for a method without trainable critic
+        parameters (no critic steps).
     wall_time : ndarray of float64, shape (n_steps,)
         Seconds of training from the start of the run to the end of each step (a resumed
         run continues from the time saved in its checkpoint).
+    val_step : ndarray of int64, shape (n_checks,)
+        Steps after which the held-out loss was computed (0: before the first update);
+        empty without a validation split.
+    val_loss : ndarray of float64, shape (n_checks,)
+        The held-out loss at those steps.
+    best_step : int
+        The step whose state the trained module holds: the lowest held-out loss with a
+        validation split, else the last step (0 before any).
+    stopped_early : bool
+        Whether training stopped on ``patience`` before ``max_steps``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> h = TrainHistory(step=np.arange(1, 4), model_loss=np.full(3, np.nan),
+    ...                  critic_loss=np.array([0.7, 0.6, 0.5]), wall_time=np.zeros(3),
+    ...                  val_step=np.array([0]), val_loss=np.array([0.7]), best_step=3,
+    ...                  stopped_early=False)
+    >>> len(h), h.best_step, repr(h)[:45]
+    (3, 3, 'TrainHistory(step=array(shape=(3,)), model_lo')
     """
 
     step: np.ndarray
     model_loss: np.ndarray
     critic_loss: np.ndarray
     wall_time: np.ndarray
+    val_step: np.ndarray
+    val_loss: np.ndarray
+    best_step: int
+    stopped_early: bool
 
     def __len__(self) -> int:
         return int(self.step.shape[0])

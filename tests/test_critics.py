@@ -14,6 +14,7 @@ from hypothesis.extra.numpy import arrays
 
 from ratiokit.critics import (
     ACTIVATIONS,
+    TRAINING_SETTINGS,
     Standardize,
     canonical_order,
     check_network,
@@ -22,6 +23,9 @@ from ratiokit.critics import (
     mlp_critic,
     train_critic,
 )
+from ratiokit.exceptions import NonFiniteLossError
+from ratiokit.methods import Classifier, DeepKernelMMD, FDivergence, NeuralBregman
+from ratiokit.results import TrainHistory
 from ratiokit.synthetic import GaussianShift
 
 
@@ -157,8 +161,8 @@ def test_train_critic_recovers_the_logistic_optimum_of_a_gaussian_shift():
     )
     assert net[0].weight.item() == pytest.approx(1.0, abs=0.15)
     assert net[0].bias.item() == pytest.approx(-0.5, abs=0.15)
-    assert hist.n_steps == len(hist.train_loss) and hist.val_steps[0] == 0
-    assert hist.val_loss[list(hist.val_steps).index(hist.best_step)] == hist.val_loss.min()
+    assert len(hist) == len(hist.critic_loss) and hist.val_step[0] == 0
+    assert hist.val_loss[list(hist.val_step).index(hist.best_step)] == hist.val_loss.min()
 
 
 def test_early_stopping_restores_the_best_state():
@@ -166,7 +170,7 @@ def test_early_stopping_restores_the_best_state():
     _, x_p, x_q = shift_samples(60, 2)
     net = mlp_critic(1, (128, 128), rng=0)
     hist = train_critic(logistic_loss, net, x_p, x_q, **SETTINGS, patience=30, rng=1)
-    assert hist.stopped_early and hist.n_steps == hist.best_step + 30
+    assert hist.stopped_early and len(hist) == hist.best_step + 30
     # The trajectory is deterministic: a rerun stopped at best_step has the same weights.
     rerun = mlp_critic(1, (128, 128), rng=0)
     kwargs = {**SETTINGS, "max_steps": hist.best_step}
@@ -181,7 +185,7 @@ def test_without_validation_it_trains_max_steps_and_keeps_the_last_state():
     hist = train_critic(
         logistic_loss, net, x_p, x_q, **SETTINGS, validation_fraction=0.0, patience=1, rng=0
     )
-    assert hist.n_steps == hist.best_step == 300 and hist.val_loss.size == 0
+    assert len(hist) == hist.best_step == 300 and hist.val_loss.size == 0
     assert not hist.stopped_early
 
 
@@ -190,7 +194,7 @@ def test_max_steps_zero_leaves_the_module_unchanged():
     net = mlp_critic(1, (4,), rng=0)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     hist = train_critic(logistic_loss, net, x_p, x_q, max_steps=0, batch_size=8, lr=0.1, rng=0)
-    assert hist.n_steps == 0 and hist.best_step == 0
+    assert len(hist) == 0 and hist.best_step == 0
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
@@ -321,3 +325,111 @@ def test_bad_network_settings_are_named(hidden, activation, error, match):
 def test_bad_mlp_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         mlp_critic(**{"d_in": 2, **kwargs})
+
+
+# --------------------------------------------------------------------------- critic-only mode
+
+
+def test_the_critic_only_history_is_a_train_history():
+    _, x_p, x_q = shift_samples(100, 10)
+    hist = train_critic(logistic_loss, mlp_critic(1, (4,), rng=0), x_p, x_q, **SETTINGS, rng=0)
+    assert isinstance(hist, TrainHistory)
+    n = len(hist)
+    assert hist.step.tolist() == list(range(1, n + 1)) and np.isnan(hist.model_loss).all()
+    assert np.isfinite(hist.critic_loss).all() and np.all(np.diff(hist.wall_time) >= 0)
+    assert hist.val_step.dtype == np.int64 and hist.val_step.size == hist.val_loss.size
+
+
+def test_the_minibatch_losses_are_the_losses_on_the_drawn_batches():
+    # Independent truth: the loss recomputed on the rows the loop handed to loss_fn, at the
+    # weights before each update (recorded by the loss itself).
+    _, x_p, x_q = shift_samples(60, 11)
+    seen = []
+
+    def recording(module, a, b):
+        loss = logistic_loss(module, a, b)
+        if torch.is_grad_enabled():
+            seen.append(float(loss.detach()))
+        return loss
+
+    net = mlp_critic(1, (4,), rng=0)
+    hist = train_critic(recording, net, x_p, x_q, max_steps=5, batch_size=16, lr=0.01, rng=0)
+    assert hist.critic_loss.tolist() == seen
+
+
+def test_a_non_finite_gradient_raises_before_the_update_and_keeps_the_best_state():
+    # A finite loss whose gradient is NaN at step 3: caught before the update by the package's
+    # one optimiser step (it used to reach the weights).
+    _, x_p, x_q = shift_samples(50, 8)
+    steps = []
+
+    def nan_gradient(module, a, b):
+        loss = logistic_loss(module, a, b)
+        if torch.is_grad_enabled():
+            steps.append(1)
+            if len(steps) == 3:
+                w = module[0].weight.sum()
+                return loss + 0.0 * torch.sqrt(w - w.detach())  # 0 * sqrt'(0) = 0 * inf = NaN
+        return loss
+
+    net = mlp_critic(1, (4,), rng=0)
+    with pytest.raises(NonFiniteLossError, match="non-finite gradient at step 3") as err:
+        train_critic(nan_gradient, net, x_p, x_q, **SETTINGS, rng=0)
+    assert err.value.step == 3 and isinstance(err.value, RuntimeError)
+    rerun = mlp_critic(1, (4,), rng=0)
+    train_critic(logistic_loss, rerun, x_p, x_q, **{**SETTINGS, "max_steps": 2}, rng=0)
+    for a, b in zip(net.state_dict().values(), rerun.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_minibatch_rows_with_or_without_replacement(replace):
+    # 30 of 40 training rows per draw: with replacement, repeats are all but certain
+    # (P(no repeat) = 40!/10!/40^30 < 1e-6); without, the rows are distinct.
+    x_p = torch.arange(50, dtype=torch.float64)[:, None]
+    x_q = x_p + 0.5
+    repeats = []
+
+    def counting(module, a, b):
+        if torch.is_grad_enabled():
+            repeats.append(a.shape[0] - torch.unique(a).shape[0])
+        return logistic_loss(module, a, b)
+
+    net = mlp_critic(1, (), rng=0)
+    train_critic(counting, net, x_p, x_q, max_steps=3, batch_size=30, lr=0.01,
+                 replace=replace, rng=0)  # fmt: skip
+    assert len(repeats) == 3 and all((r > 0) is replace for r in repeats)
+    with pytest.raises(TypeError, match="`replace` must be True or False; got 1."):
+        train_critic(counting, net, x_p, x_q, **SETTINGS, replace=1, rng=0)
+
+
+@pytest.mark.parametrize("cls", [Classifier, FDivergence, NeuralBregman])
+def test_the_ratio_methods_record_train_histories_and_name_their_settings(cls):
+    _, x_p, x_q = shift_samples(80, 12)
+    method = cls(hidden=(4,), max_steps=20).fit_critic(x_p, x_q, rng=0)
+    hist = method.history_[0] if cls is Classifier else method.history_
+    assert isinstance(hist, TrainHistory) and 0 < len(hist) <= 20
+    assert cls.training_settings == TRAINING_SETTINGS
+
+
+def test_the_deep_kernel_trains_in_the_critic_only_mode():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(60, 2, generator=g, dtype=torch.float64) * 2.0
+    mmd = DeepKernelMMD(hidden=(8,), n_features=3, max_steps=20).fit_critic(x, y, rng=0)
+    hist = mmd.history_
+    assert isinstance(hist, TrainHistory) and len(hist) == 20 and hist.val_step.size == 0
+    assert np.isnan(hist.model_loss).all()
+    # The first loss is minus the power criterion of the initial kernel on all the rows (60 <
+    # batch_size): the same kernel built by init_critic from the same rng, evaluated on the
+    # rows in canonical order (the loop's order differs: equal up to rounding).
+    ref = DeepKernelMMD(hidden=(8,), n_features=3)
+    xs, ys = x[canonical_order(x)], y[canonical_order(y)]
+    ref.init_critic(xs, ys, rng=np.random.default_rng(0))
+    with torch.no_grad():
+        criterion = float(ref._criterion(xs, ys))
+    assert hist.critic_loss[0] == pytest.approx(-criterion, rel=1e-10)
+    # Training raises the criterion (sd 1 against sd 2: the kernel can separate them).
+    assert hist.critic_loss[-5:].mean() < hist.critic_loss[:5].mean()
+    again = DeepKernelMMD(hidden=(8,), n_features=3, max_steps=20).fit_critic(x, y, rng=0)
+    assert np.array_equal(again.history_.critic_loss, hist.critic_loss)

@@ -12,9 +12,9 @@ import torch
 
 import ratiokit as rk
 from benchmarks.gan import RING_MODES, RING_STD, mode_coverage, ring_data, ring_generator
-from ratiokit._train import train
 from ratiokit.config import TrainConfig
 from ratiokit.methods import Classifier, FDivergence
+from ratiokit.training import train
 
 #: Probability that a 2-D Gaussian sample lies within 3 std of its mean: chi-squared with 2
 #: degrees of freedom, P(R^2 < 9) = 1 - exp(-9/2).

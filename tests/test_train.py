@@ -21,13 +21,14 @@ from torch import nn
 import ratiokit as rk
 from ratiokit._checkpoint import load_checkpoint, save_checkpoint, sidecar
 from ratiokit._rng import check_rng, fork_torch_rng, torch_seed
-from ratiokit._train import _STREAMS, NonFiniteLossError, TrainOutcome, train
 from ratiokit._train_state import adam, finite_step, r1_penalty
 from ratiokit.config import TrainConfig
 from ratiokit.critics import make_critic
+from ratiokit.exceptions import NonFiniteLossError
 from ratiokit.methods import METHODS, Classifier, DeepKernelMMD, FDivergence, get_method
 from ratiokit.results import TrainHistory
 from ratiokit.simulators import GaussianLocationScale
+from ratiokit.training import _STREAMS, TrainOutcome, train
 
 
 def data_2d(n=200, shift=1.0, seed=0):
@@ -684,3 +685,58 @@ def test_history_repr_is_compact():
     _, out = run(steps=3)
     text = repr(out.history)
     assert text.startswith("TrainHistory(step=array(shape=(3,))") and "\n" not in text
+
+
+# ---------------------------------------------------------------------------- one public loop
+
+
+def test_the_loop_and_its_types_are_public():
+    assert rk.train is train and rk.TrainOutcome is TrainOutcome
+    assert rk.TrainConfig is TrainConfig and rk.TrainHistory is TrainHistory
+    assert rk.NonFiniteLossError is NonFiniteLossError
+    assert issubclass(NonFiniteLossError, RuntimeError)
+
+
+@pytest.mark.parametrize(
+    ("method", "setting", "instead"),
+    [
+        (Classifier(lr=0.01), "lr", r"TrainConfig\(critic_lr=...\)"),
+        (
+            FDivergence("js", max_steps=10),
+            "max_steps",
+            r"TrainConfig\(max_steps=..., critic_steps",
+        ),
+        (rk.NeuralBregman(batch_size=64), "batch_size", r"TrainConfig\(batch_size=...\)"),
+        (Classifier(patience=5), "patience", "no validation split or early stopping"),
+        (FDivergence(weight_decay=0.1), "weight_decay", "no weight decay"),
+        (rk.NeuralBregman(validation_fraction=0.0), "validation_fraction", "no validation"),
+        (DeepKernelMMD(hidden=(8,), lr=0.01), "lr", r"TrainConfig\(critic_lr=...\)"),
+    ],
+)
+def test_a_critic_setting_the_loop_would_ignore_is_an_error(method, setting, instead):
+    # Each of these used to be trained by TrainConfig's values, silently.
+    model = location_scale()
+    message = rf"`{setting}` of {type(method).__name__} must keep its default .*{instead}"
+    with pytest.raises(ValueError, match=message):
+        train(model, sampler(model), data_2d(), method, quick(), rng=0)
+    before = params(model)
+    with pytest.raises(ValueError, match=message):  # and through rk.fit's gradient path
+        rk.fit(model, data_2d().numpy(), method=method, config=quick(), rng=0)
+    assert same(before, params(model))
+
+
+def test_spectral_norm_on_the_method_and_in_the_config_is_an_error():
+    model = location_scale()
+    method = Classifier(hidden=(8,), spectral_norm=True)
+    with pytest.raises(ValueError, match="`spectral_norm` must be set in one place"):
+        train(model, sampler(model), data_2d(), method, quick(spectral_norm=True), rng=0)
+    # Either place alone trains.
+    out = train(model, sampler(model), data_2d(), method, quick(), rng=0)
+    assert out.n_steps == 4
+
+
+def test_the_alternating_history_has_no_held_out_checks():
+    _, out = run(steps=3)
+    hist = out.history
+    assert hist.val_step.size == 0 and hist.val_loss.size == 0
+    assert hist.best_step == 3 and not hist.stopped_early

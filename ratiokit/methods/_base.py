@@ -76,11 +76,14 @@ class Discrepancy(nn.Module):
     :class:`~ratiokit.RatioEstimator` a method's (``method__n_centres``), as in
     ``GridSearchCV``.
 
-    Training hooks (the alternating loop of :mod:`ratiokit._train`): :meth:`init_critic`
+    Training hooks (the alternating loop of :func:`ratiokit.train`): :meth:`init_critic`
     builds the trainable critic without training it; the critic's parameters descend
     :meth:`critic_loss` (default ``-forward``: they ascend the discrepancy); the model
     descends :meth:`generator_loss` (default ``forward``); :meth:`critic_score` is the
-    per-row critic output that a gradient penalty differentiates.
+    per-row critic output that a gradient penalty differentiates. The constructor's
+    arguments named in ``training_settings`` train the critic in :meth:`fit_critic` only:
+    :func:`ratiokit.train` refuses a value other than the default there (the loop's
+    :class:`~ratiokit.TrainConfig` trains the critic).
     """
 
     name: ClassVar[str]
@@ -92,6 +95,7 @@ class Discrepancy(nn.Module):
     refit_per_batch: ClassVar[bool] = False
     test_fit: ClassVar[str] = "all"
     scale_invariant: ClassVar[bool] = False
+    training_settings: ClassVar[tuple[str, ...]] = ()
     null: str = "permutation"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

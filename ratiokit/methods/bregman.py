@@ -14,7 +14,7 @@ from torch import nn
 from ratiokit._rng import check_rng
 from ratiokit._validation import as_sample, as_sample_pair, check_choice, check_positive, is_tensor
 from ratiokit.critics import (
-    CriticHistory,
+    TRAINING_SETTINGS,
     check_network,
     check_training,
     evaluate_critic,
@@ -22,6 +22,7 @@ from ratiokit.critics import (
     train_critic,
 )
 from ratiokit.methods._base import Discrepancy
+from ratiokit.results import TrainHistory
 
 __all__ = ["NeuralBregman"]
 
@@ -126,7 +127,8 @@ class NeuralBregman(Discrepancy):
     ----------
     critic_ : torch.nn.Module
         The fitted network ``V = log r``.
-    history_ : CriticHistory
+    history_ : TrainHistory
+        Training record of the critic (see :func:`ratiokit.critics.train_critic`).
     n_features_in_ : int
 
     References
@@ -153,6 +155,7 @@ class NeuralBregman(Discrepancy):
     name: ClassVar[str] = "bregman"
     has_log_ratio: ClassVar[bool] = True
     learned_critic: ClassVar[bool] = True
+    training_settings: ClassVar[tuple[str, ...]] = TRAINING_SETTINGS
     divergence_kinds: ClassVar[tuple[str, ...]] = ("pearson", "kl", "js", "power")
 
     def __init__(
@@ -207,7 +210,7 @@ class NeuralBregman(Discrepancy):
         self.patience = patience
         self.progress = bool(progress)
         self.critic_: nn.Module | None = None
-        self.history_: CriticHistory | None = None
+        self.history_: TrainHistory | None = None
         self.n_features_in_: int | None = None
 
     @property

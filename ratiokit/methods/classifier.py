@@ -16,7 +16,7 @@ from torch import nn
 from ratiokit._rng import check_rng
 from ratiokit._validation import as_sample, as_sample_pair, check_choice, check_int, is_tensor
 from ratiokit.critics import (
-    CriticHistory,
+    TRAINING_SETTINGS,
     canonical_order,
     check_network,
     check_training,
@@ -25,6 +25,7 @@ from ratiokit.critics import (
     train_critic,
 )
 from ratiokit.methods._base import Discrepancy
+from ratiokit.results import TrainHistory
 
 __all__ = ["Classifier"]
 
@@ -110,15 +111,21 @@ class Classifier(Discrepancy):
     progress : bool, default=False
         Show a tqdm progress bar while training.
 
+    The settings ``max_steps`` to ``patience`` train the critic of :meth:`fit_critic`. In
+    :func:`ratiokit.train` and :func:`ratiokit.fit` the critic is trained by the
+    :class:`~ratiokit.TrainConfig` instead, so a value other than the default there is
+    refused (ValueError) rather than ignored.
+
     Attributes
     ----------
     critics_ : torch.nn.ModuleList or list of scikit-learn classifiers
         The fitted critic, or one per fold with ``cross_fit``.
     log_prior_ : list of float
         Each critic's prior correction ``log(n_q / n_p)`` (0 for torch critics).
-    history_ : list of CriticHistory
-        Training record of each torch critic (empty for scikit-learn critics); see
-        :func:`ratiokit.critics.train_critic`.
+    history_ : list of TrainHistory
+        Training record of each torch critic (empty for scikit-learn critics), from the
+        critic-only training loop :func:`ratiokit.critics.train_critic`: ``critic_loss`` per
+        step, the held-out ``val_loss``, ``best_step`` and ``stopped_early``.
     oof_log_ratio_p_, oof_log_ratio_q_ : Tensor of shape (n,) and (m,), or None
         Out-of-fold log-ratios at the rows of ``x_p`` and ``x_q``, in their order, with
         ``cross_fit``; otherwise None.
@@ -148,6 +155,7 @@ class Classifier(Discrepancy):
     name: ClassVar[str] = "classifier"
     has_log_ratio: ClassVar[bool] = True
     learned_critic: ClassVar[bool] = True
+    training_settings: ClassVar[tuple[str, ...]] = TRAINING_SETTINGS
     divergence_kinds: ClassVar[tuple[str, ...]] = ("js",)
 
     def __init__(
@@ -203,7 +211,7 @@ class Classifier(Discrepancy):
         self.progress = bool(progress)
         self.critics_: nn.ModuleList | list[Any] | None = None
         self.log_prior_: list[float] = []
-        self.history_: list[CriticHistory] = []
+        self.history_: list[TrainHistory] = []
         self.oof_log_ratio_p_: torch.Tensor | None = None
         self.oof_log_ratio_q_: torch.Tensor | None = None
         self.n_features_in_: int | None = None

@@ -14,7 +14,7 @@ from torch import nn
 from ratiokit._rng import check_rng
 from ratiokit._validation import as_sample, as_sample_pair, check_choice, is_tensor
 from ratiokit.critics import (
-    CriticHistory,
+    TRAINING_SETTINGS,
     check_network,
     check_training,
     evaluate_critic,
@@ -22,6 +22,7 @@ from ratiokit.critics import (
     train_critic,
 )
 from ratiokit.methods._base import Discrepancy
+from ratiokit.results import TrainHistory
 
 __all__ = ["GENERATORS", "FDivergence", "FGenerator"]
 
@@ -217,7 +218,8 @@ class FDivergence(Discrepancy):
         The fitted network ``V``.
     log_norm_ : float
         ``log E_q[exp T]`` on the fitted Q sample (``bound="dv"`` only, else 0).
-    history_ : CriticHistory
+    history_ : TrainHistory
+        Training record of the critic (see :func:`ratiokit.critics.train_critic`).
     n_features_in_ : int
 
     References
@@ -244,6 +246,7 @@ class FDivergence(Discrepancy):
     name: ClassVar[str] = "fdiv"
     has_log_ratio: ClassVar[bool] = True
     learned_critic: ClassVar[bool] = True
+    training_settings: ClassVar[tuple[str, ...]] = TRAINING_SETTINGS
     divergence_kinds: ClassVar[tuple[str, ...]] = ("kl", "rkl", "pearson", "hellinger", "js", "tv")
 
     def __init__(
@@ -295,7 +298,7 @@ class FDivergence(Discrepancy):
         self.progress = bool(progress)
         self.critic_: nn.Module | None = None
         self.log_norm_ = 0.0
-        self.history_: CriticHistory | None = None
+        self.history_: TrainHistory | None = None
         self.n_features_in_: int | None = None
 
     @property

@@ -30,10 +30,11 @@ from ratiokit._permutation import (
 )
 from ratiokit._rng import check_rng, fork_torch_rng
 from ratiokit._validation import as_sample_pair, check_choice, check_int, check_positive
-from ratiokit.critics import canonical_order
+from ratiokit.critics import canonical_order, train_critic
 from ratiokit.kernels import DEFAULT_TILE, Kernel, tile_sqdist
 from ratiokit.methods._base import Discrepancy
 from ratiokit.methods.mmd import MMD
+from ratiokit.results import TrainHistory
 
 __all__ = ["DeepKernelMMD", "MMDAgg", "OptimizedMMD", "RandomFeatureMMD"]
 
@@ -566,10 +567,11 @@ class DeepKernelMMD(Discrepancy):
     ``k(a, b) = [(1 - eps) exp(-|phi(a) - phi(b)|^2 / (2 s^2)) + eps] exp(-|a - b|^2 / (2 h^2))``
     with ``phi`` a small network; ``phi``, ``s``, ``h`` and ``eps`` maximise the power
     criterion ``MMD^2_u / sqrt(sigma^2_H1 + reg)`` (see :class:`OptimizedMMD`) by Adam on
-    minibatches of the training split. The Gaussian factor on the inputs keeps the kernel
-    characteristic. The critic is learned (``learned_critic = True``), so
-    :func:`~ratiokit.two_sample.two_sample_test` trains on one part of each sample and
-    permutation-tests the unbiased MMD^2 on the held-out rest.
+    minibatches of distinct rows of the training split, in the critic-only training loop
+    (:func:`ratiokit.critics.train_critic`, without a validation split). The Gaussian
+    factor on the inputs keeps the kernel characteristic. The critic is learned
+    (``learned_critic = True``), so :func:`~ratiokit.two_sample.two_sample_test` trains on
+    one part of each sample and permutation-tests the unbiased MMD^2 on the held-out rest.
 
     Parameters
     ----------
@@ -585,6 +587,10 @@ class DeepKernelMMD(Discrepancy):
     reg : float, default=1e-8
     tile_size : int, default=1024
 
+    ``max_steps``, ``lr`` and ``batch_size`` train the kernel in :meth:`fit_critic`. In
+    :func:`ratiokit.train` (an MMD-GAN) the :class:`~ratiokit.TrainConfig` trains it, so a
+    value other than the default there is refused (ValueError) rather than ignored.
+
     Attributes
     ----------
     network_ : torch.nn.Sequential
@@ -593,8 +599,9 @@ class DeepKernelMMD(Discrepancy):
         ``log s`` (features) and ``log h`` (inputs).
     logit_eps_ : torch.nn.Parameter
         ``logit(eps)``.
-    history_ : ndarray of shape (max_steps,)
-        Power criterion on each training minibatch.
+    history_ : TrainHistory
+        The training record; ``critic_loss`` is minus the power criterion on each
+        training minibatch.
 
     References
     ----------
@@ -608,12 +615,14 @@ class DeepKernelMMD(Discrepancy):
     >>> x = torch.randn(60, 2, generator=g, dtype=torch.float64)
     >>> y = torch.randn(60, 2, generator=g, dtype=torch.float64) * 2.0
     >>> mmd = DeepKernelMMD(hidden=(16,), max_steps=30).fit_critic(x, y, rng=0)
-    >>> bool(mmd.history_[-5:].mean() > mmd.history_[:5].mean())
+    >>> loss = mmd.history_.critic_loss  # minus the power criterion: it falls
+    >>> bool(loss[-5:].mean() < loss[:5].mean())
     True
     """
 
     name: ClassVar[str] = "mmd_deep"
     learned_critic: ClassVar[bool] = True
+    training_settings: ClassVar[tuple[str, ...]] = ("max_steps", "lr", "batch_size")
 
     def __init__(
         self,
@@ -637,7 +646,7 @@ class DeepKernelMMD(Discrepancy):
         self.network_: nn.Sequential | None = None
         self.log_scales_: nn.Parameter | None = None
         self.logit_eps_: nn.Parameter | None = None
-        self.history_: np.ndarray | None = None
+        self.history_: TrainHistory | None = None
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         """Rows ``[x, phi(x)]`` in float64: one tile function reads both parts."""
@@ -683,19 +692,18 @@ class DeepKernelMMD(Discrepancy):
         x_p, x_q = (x.detach()[canonical_order(x)] for x in (x_p, x_q))
         gen = check_rng(rng)
         self.init_critic(x_p, x_q, rng=gen)
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
-        history = np.empty(self.max_steps)
-        n, m = x_p.shape[0], x_q.shape[0]
-        with torch.enable_grad():  # training works under a caller's torch.no_grad() too
-            for step in range(self.max_steps):
-                ix = torch.as_tensor(gen.permutation(n)[: self.batch_size], device=x_p.device)
-                iy = torch.as_tensor(gen.permutation(m)[: self.batch_size], device=x_p.device)
-                value = self._criterion(x_p[ix], x_q[iy])
-                optimizer.zero_grad()
-                (-value).backward()
-                optimizer.step()
-                history[step] = float(value.detach())
-        self.history_ = history
+        self.history_ = train_critic(
+            lambda _, a, b: -self._criterion(a, b),
+            self,
+            x_p,
+            x_q,
+            max_steps=self.max_steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            validation_fraction=0.0,
+            replace=False,
+            rng=gen,
+        )
         return self
 
     def init_critic(
@@ -778,7 +786,7 @@ class DeepKernelMMD(Discrepancy):
             "feature_bandwidth": scales[0],
             "bandwidth": scales[1],
             "epsilon": float(torch.sigmoid(self.logit_eps_.detach())),
-            "criterion": float(self.history_[-1]),
+            "criterion": -float(self.history_.critic_loss[-1]),
         }
         return Statistics(values.cpu().numpy(), float(forms.scale()[0]), details)
 

@@ -1,4 +1,4 @@
-"""The one alternating min-max loop: critic steps up the discrepancy, model steps down it.
+"""The training loop: critic steps up the discrepancy, model steps down it (``rk.train``).
 
 Every registered method trains a model the same way. Per step, ``critic_steps`` Adam steps
 move the method's critic parameters down :meth:`~ratiokit.methods.Discrepancy.critic_loss`
@@ -20,11 +20,20 @@ Ctrl-C (SIGINT) during a step does not cut it short: the step finishes, is saved
 run returns with ``interrupted=True`` (a second Ctrl-C stops at once, raising
 KeyboardInterrupt). A KeyboardInterrupt raised between steps (by the callback) returns the
 same way.
+
+The critic-only mode, with a validation split and early stopping, is
+:func:`ratiokit.critics.train_critic`: it trains the critics of the ratio methods'
+``fit_critic`` and of the deep-kernel MMD. Both build their optimiser with
+:func:`ratiokit._train_state.adam`, take every step through
+:func:`ratiokit._train_state.finite_step` (which refuses a non-finite loss or gradient with
+a :class:`~ratiokit.exceptions.NonFiniteLossError` before the update) and record a
+:class:`~ratiokit.results.TrainHistory`.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import os
 import signal
@@ -43,7 +52,6 @@ from tqdm.auto import tqdm
 from ratiokit._checkpoint import check_overwrite, load_checkpoint, save_checkpoint
 from ratiokit._rng import check_rng, fork_torch_rng, torch_seed
 from ratiokit._train_state import (
-    NonFiniteLossError,
     TrainState,
     adam,
     check_resumable,
@@ -56,15 +64,26 @@ from ratiokit._train_state import (
 )
 from ratiokit._validation import as_sample
 from ratiokit.config import TrainConfig
+from ratiokit.exceptions import NonFiniteLossError
 from ratiokit.methods import Discrepancy, get_method
 from ratiokit.results import TrainHistory
 
-__all__ = ["NonFiniteLossError", "TrainOutcome", "check_overwrite_flag", "train"]
+__all__ = ["TrainOutcome", "check_overwrite_flag", "train"]
 
 #: The run's independent streams, each seeded by one draw from ``rng``, in this order:
 #: torch's global RNG inside the run, data batches, model samples, closed-form refits,
 #: critic initialisation, and spectral normalisation's power-iteration start.
 _STREAMS = ("global", "data", "model", "refit", "init", "spectral")
+
+#: What to use in the loop instead of each critic-training setting of a method.
+_INSTEAD = {
+    "max_steps": "use TrainConfig(max_steps=..., critic_steps=...) instead",
+    "lr": "use TrainConfig(critic_lr=...) instead",
+    "batch_size": "use TrainConfig(batch_size=...) instead",
+    "weight_decay": "the loop has no weight decay",
+    "validation_fraction": "the loop has no validation split or early stopping",
+    "patience": "the loop has no validation split or early stopping",
+}
 
 #: ``sample(n, generator)``: n model samples (n, d), differentiable in the model's
 #: parameters, with all randomness drawn from ``generator``.
@@ -122,6 +141,7 @@ def _train_iv(
         raise TypeError(
             f"`method` must be a method name or a Discrepancy; got {type(method).__name__}."
         )
+    _check_critic_settings(method, config)
     x = as_sample(data, "data")
     if checkpoint is not None and not isinstance(checkpoint, str | os.PathLike):
         raise TypeError(f"`checkpoint` must be None or a path; got {type(checkpoint).__name__}.")
@@ -133,6 +153,28 @@ def _train_iv(
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be None or callable; got {callback!r}.")
     return method, x, None if checkpoint is None else Path(checkpoint)
+
+
+def _check_critic_settings(method: Discrepancy, config: TrainConfig) -> None:
+    """Refuse a method whose own critic-training settings (its ``training_settings``) differ
+    from their defaults: the loop trains the critic by its TrainConfig and would ignore them;
+    and spectral normalisation asked for twice, by the method and by ``config``."""
+    defaults = inspect.signature(type(method).__init__).parameters
+    given = method.get_params(deep=False)
+    for name in method.training_settings:
+        default = defaults[name].default
+        if given[name] != default:
+            raise ValueError(
+                f"`{name}` of {type(method).__name__} must keep its default {default!r} in the "
+                "training loop, which trains the critic by its TrainConfig (the method's "
+                f"settings train `fit_critic` only): {_INSTEAD[name]}; got {given[name]!r}."
+            )
+    if config.spectral_norm and given.get("spectral_norm") is True:
+        raise ValueError(
+            f"`spectral_norm` must be set in one place, on {type(method).__name__} or in "
+            "TrainConfig (the config normalises the critic's layers that have no "
+            "normalisation yet, so with both it does nothing); got True in both."
+        )
 
 
 def check_overwrite_flag(overwrite: Any, checkpoint: Any, resume: bool) -> None:
@@ -222,7 +264,10 @@ def train(
     data : Tensor or array of shape (n, d)
         Samples from P; cast to the dtype of the model's samples.
     method : Discrepancy or str
-        Trained in place (its critic is built by ``init_critic``).
+        Trained in place (its critic is built by ``init_critic``). Its network settings
+        (``hidden``, ``critic``...) are used; its critic-training settings
+        (``training_settings``: ``lr``, ``max_steps``...) must keep their defaults, as
+        ``config`` trains the critic.
     config : TrainConfig
     rng : None, int or numpy.random.Generator, default=None
         Seeds the critic's initialisation, the batches, the model's samples and torch's
@@ -261,7 +306,8 @@ def train(
         For bad arguments, a checkpoint that is truncated, modified or not plain data, one
         of another run (method, settings or data) to resume, a file at ``checkpoint`` that
         is not this run's checkpoint (without ``overwrite``), or settings that do not fit
-        the method (a gradient penalty without a critic).
+        the method (a gradient penalty without a critic, a critic-training setting of the
+        method other than its default, ``spectral_norm`` on both the method and ``config``).
     KeyboardInterrupt
         On a second Ctrl-C, or one raised in the middle of a step (by ``sample``, say): the
         model may then hold part of that step, and the checkpoint on disk is the last one
@@ -270,7 +316,7 @@ def train(
     Examples
     --------
     >>> import torch
-    >>> from ratiokit.config import TrainConfig
+    >>> from ratiokit import TrainConfig
     >>> data = 2.0 * torch.randn(1000, 1, generator=torch.Generator().manual_seed(0)) + 3.0
     >>> G = torch.nn.Linear(1, 1)  # the model x = w z + b, z ~ N(0, 1), from w = 1, b = 0
     >>> _ = torch.nn.init.ones_(G.weight), torch.nn.init.zeros_(G.bias)
