@@ -119,7 +119,8 @@ class _ResultData:
         except ImportError as err:
             raise ImportError(
                 f"`{type(self).__name__}.to_dataframe` needs the `pandas` package, which is "
-                "not installed; install it (`pip install pandas`) or use `to_dict()`."
+                "not installed; install it (`pip install pandas`, or the `ratiokit[dataframe]` "
+                "extra) or use `to_dict()`."
             ) from err
         return pandas.DataFrame(self._columns())
 

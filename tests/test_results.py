@@ -49,6 +49,10 @@ HISTORY = TrainHistory(
     model_loss=np.array([3.0, 2.0, 1.0]),
     critic_loss=np.array([np.nan, -1.0, -2.0]),
     wall_time=np.array([0.1, 0.2, 0.3]),
+    val_step=np.array([0, 2]),
+    val_loss=np.array([1.5, 0.5]),
+    best_step=2,
+    stopped_early=False,
 )
 BENCHMARK = BenchmarkResult(
     columns=("method", "problem", "n", "seed", "time", "note"),
