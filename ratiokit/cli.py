@@ -608,6 +608,7 @@ def _load_sample(name: str) -> np.ndarray:
 def _cmd_test(args: argparse.Namespace) -> int:
     x, y = _load_sample(args.x), _load_sample(args.y)  # before importing torch: fast errors
     from ratiokit._validation import as_sample_pair
+    from ratiokit.config import N_PERMUTATIONS
     from ratiokit.two_sample import two_sample_test
 
     # Validate under the file names, so a message says which file is wrong.
@@ -616,7 +617,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
         x,
         y,
         method=args.method,
-        n_permutations=args.permutations,
+        n_permutations=N_PERMUTATIONS if args.permutations is None else args.permutations,
         alternative=args.alternative,
         rng=args.seed,
         progress=None if args.progress else False,
@@ -780,9 +781,9 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument(
         "--permutations",
         type=_int_at_least(1),
-        default=999,
+        default=None,
         metavar="B",
-        help="random relabellings (default: %(default)s)",
+        help="random relabellings (default: ratiokit.config.N_PERMUTATIONS, 999)",
     )
     test.add_argument(
         "--alternative",
