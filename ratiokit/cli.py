@@ -620,7 +620,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
         n_permutations=N_PERMUTATIONS if args.permutations is None else args.permutations,
         alternative=args.alternative,
         rng=args.seed,
-        progress=None if args.progress else False,
+        progress=True if args.progress else None,
         standardize=args.standardize,
     )
     n, m, d = x.shape[0], y.shape[0], x.shape[1]
@@ -806,7 +806,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--json", action="store_true", help="print one JSON object")
     test.add_argument(
-        "--progress", action="store_true", help="show a progress bar for long computations"
+        "--progress",
+        action="store_true",
+        help="always show the progress bar of long computations (by default it shows only "
+        "when stderr is a terminal, never in a log file or a pipe)",
     )
     test.set_defaults(func=_cmd_test)
 

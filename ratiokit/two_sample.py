@@ -160,7 +160,9 @@ def two_sample_test(
     device : str or torch.device, default=None
         Where to compute; default: where the inputs are (the CPU for NumPy input).
     progress : bool or None, default=None
-        A tqdm progress bar on stderr: None shows it when the computation takes over a second.
+        A tqdm progress bar on stderr. None shows it only when stderr is a terminal (not a
+        log file or a pipe), once the computation has run for a second; True always shows
+        it (in a notebook, say) and False never does.
     standardize : bool, default=False
         Centre each feature by the pooled sample's mean and divide it by the pooled
         sample's standard deviation (ddof 0; a constant feature is only centred) before
