@@ -299,6 +299,15 @@ def test_test_command_defaults_to_the_library_number_of_permutations(tmp_path, c
     assert json.loads(capsys.readouterr().out)["n_permutations"] == N_PERMUTATIONS
 
 
+def test_test_command_progress_bar_only_when_asked_outside_a_terminal(tmp_path, capsys):
+    # Captured stderr is not a terminal (like a log file): no bar unless --progress forces it.
+    _, _, a, b = _samples(tmp_path)
+    assert cli.main(["test", a, b, "--permutations", "9", "--seed", "0"]) == 0
+    assert "permutation null" not in capsys.readouterr().err
+    assert cli.main(["test", a, b, "--permutations", "9", "--seed", "0", "--progress"]) == 0
+    assert "permutation null" in capsys.readouterr().err
+
+
 def test_test_command_json_is_seeded(tmp_path, capsys):
     x, y, a, b = _samples(tmp_path)
     argv = ["test", a, b, "--method", "energy", "--permutations", "49", "--seed", "1", "--json"]
