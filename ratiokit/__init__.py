@@ -24,15 +24,22 @@ if TYPE_CHECKING:
     from ratiokit.fitting import fit
     from ratiokit.kernels import Kernel
     from ratiokit.methods import (
+        KLIEP,
         METHODS,
         MMD,
+        ULSIF,
         Classifier,
+        DeepKernelMMD,
         Discrepancy,
         EnergyDistance,
         FDivergence,
         KernelMeanMatching,
+        MMDAgg,
         MomentMatching,
         NeuralBregman,
+        OptimizedMMD,
+        RandomFeatureMMD,
+        RuLSIF,
         get_method,
     )
     from ratiokit.ratio import RatioEstimator, discrepancy, divergence, estimate_ratio
@@ -88,6 +95,19 @@ _SOURCES = {
     ),
     **dict.fromkeys(["TrainOutcome", "train"], "ratiokit.training"),
     "two_sample_test": "ratiokit.two_sample",
+    # The other registered method classes (every class of METHODS is public).
+    **dict.fromkeys(
+        [
+            "DeepKernelMMD",
+            "KLIEP",
+            "MMDAgg",
+            "OptimizedMMD",
+            "RandomFeatureMMD",
+            "RuLSIF",
+            "ULSIF",
+        ],
+        "ratiokit.methods",
+    ),
 }
 
 __all__ = [
@@ -123,6 +143,14 @@ __all__ = [
     "simulators",
     "train",
     "two_sample_test",
+    # the other registered method classes
+    "DeepKernelMMD",
+    "KLIEP",
+    "MMDAgg",
+    "OptimizedMMD",
+    "RandomFeatureMMD",
+    "RuLSIF",
+    "ULSIF",
 ]
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from ratiokit._progress import progress_bar
 from ratiokit.exceptions import NonFiniteStatisticError
 from ratiokit.kernels import (
     EXACT_MAX_FEATURES,
@@ -63,7 +64,6 @@ __all__ = [
     "linear_sums",
     "n_labellings",
     "pooled64",
-    "progress_bar",
     "pvalue",
     "rank_pvalues",
     "score_statistics",
@@ -338,19 +338,6 @@ def kernel_tiles(kernels: Sequence[Kernel]) -> TileFn:
     return tile
 
 
-def progress_bar(total: int, progress: bool | None, desc: str) -> Any:
-    """A tqdm bar on stderr: shown after 1 s when ``progress`` is None, always when True."""
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        desc=desc,
-        disable=progress is False,
-        delay=1.0 if progress is None else 0.0,
-        leave=False,
-    )
-
-
 def _blocks(size: int, tile: int) -> list[tuple[int, int]]:
     return [(s, min(s + tile, size)) for s in range(0, size, tile)]
 
@@ -386,7 +373,8 @@ def dense_forms(
     batch_size : int, default=None
         Columns per matrix product; default: as many as fit in 64 MiB per tile.
     progress : bool or None, default=None
-        tqdm bar over tiles (None: only if the loop takes over a second).
+        tqdm bar over tiles (:func:`ratiokit._progress.progress_bar`; None: only on a
+        terminal, once the loop has run for a second).
 
     Returns
     -------
@@ -412,7 +400,7 @@ def dense_forms(
             return converted[r0:r1, c0:c1]
         return mat[r0:r1, c0:c1].to(f64)
 
-    with torch.no_grad(), progress_bar(len(pairs), progress, "permutation null") as bar:
+    with torch.no_grad(), progress_bar(len(pairs), "permutation null", progress) as bar:
         for a, b in pairs:
             (i0, i1), (j0, j1) = blocks[a], blocks[b]
             k = tile_fn(z[i0:i1], z[j0:j1], a == b).to(f64)
@@ -482,7 +470,7 @@ def keops_forms(
     q = torch.zeros(1, n_cols, dtype=f64, device=z.device)
     r = torch.zeros_like(q)
     starts = range(0, n_cols, batch_size)
-    with torch.no_grad(), progress_bar(len(starts), progress, "permutation null") as bar:
+    with torch.no_grad(), progress_bar(len(starts), "permutation null", progress) as bar:
         rows = kernel_sum(kernel, z, z, ones, backend="keops")[:, 0]
         for c0 in starts:
             c1 = min(c0 + batch_size, n_cols)
@@ -518,7 +506,7 @@ def feature_forms(
     q = torch.zeros(1, n_cols, dtype=f64, device=phi.device)
     r, t = torch.zeros_like(q), torch.zeros_like(q)
     batches = list(_column_batches(n_cols, batch_size))
-    with torch.no_grad(), progress_bar(len(batches), progress, "permutation null") as bar:
+    with torch.no_grad(), progress_bar(len(batches), "permutation null", progress) as bar:
         for c0, c1 in batches:
             e = labels.matrix[:, c0:c1].to(f64)
             g = phi.T @ e
@@ -563,7 +551,7 @@ def linear_mmd2(
         batch_size = max(1, 2**22 // (z.shape[0] * z.shape[1]))
     out = torch.zeros(n_cols, dtype=torch.float64, device=z.device)
     batches = list(_column_batches(n_cols, batch_size))
-    with torch.no_grad(), progress_bar(len(batches), progress, "permutation null") as bar:
+    with torch.no_grad(), progress_bar(len(batches), "permutation null", progress) as bar:
         for c0, c1 in batches:
             ix, iy = group_indices(labels.matrix[:, c0:c1], n)
             # Each group's first 2 half rows, gathered once: shape (c, 2 half, d).
@@ -609,7 +597,7 @@ def vmap_statistics(
     out = torch.zeros(n_cols, dtype=torch.float64, device=z.device)
     batched: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = torch.func.vmap(fn)
     batches = list(_column_batches(n_cols, batch_size))
-    with torch.no_grad(), progress_bar(len(batches), progress, "permutation null") as bar:
+    with torch.no_grad(), progress_bar(len(batches), "permutation null", progress) as bar:
         for c0, c1 in batches:
             ix, iy = group_indices(labels.matrix[:, c0:c1], n)
             xs, ys = z[ix], z[iy]

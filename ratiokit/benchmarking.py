@@ -25,6 +25,7 @@ from ratiokit._benchmark_cell import Cell, method_class, run_cell
 from ratiokit._rng import RngLike, check_rng
 from ratiokit._simulation import check_executor, run_tasks
 from ratiokit._validation import check_choice, check_device, check_int
+from ratiokit.config import N_PERMUTATIONS
 from ratiokit.methods import METHODS, Discrepancy
 from ratiokit.results import BenchmarkResult
 from ratiokit.synthetic import DIVERGENCES, PROBLEMS, SyntheticPair, make_problem
@@ -231,7 +232,7 @@ def benchmark(
     executor: Any = None,
     rng: RngLike = None,
     alpha: float = 0.05,
-    n_permutations: int = 199,
+    n_permutations: int = N_PERMUTATIONS,
     n_test: int = 1000,
     device: str | torch.device | None = None,
 ) -> BenchmarkResult:
@@ -272,8 +273,9 @@ def benchmark(
         same table on every run.
     alpha : float, default=0.05
         Level of the two-sample tests.
-    n_permutations : int, default=199
-        Relabellings of each two-sample test.
+    n_permutations : int, default=N_PERMUTATIONS
+        Relabellings of each two-sample test (default 999, :data:`ratiokit.config.N_PERMUTATIONS`;
+        a large grid may pass fewer).
     n_test : int, default=1000
         Held-out points from each of P and Q for ``log_ratio_mse``.
     device : str or torch.device, default=None

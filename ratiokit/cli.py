@@ -608,6 +608,7 @@ def _load_sample(name: str) -> np.ndarray:
 def _cmd_test(args: argparse.Namespace) -> int:
     x, y = _load_sample(args.x), _load_sample(args.y)  # before importing torch: fast errors
     from ratiokit._validation import as_sample_pair
+    from ratiokit.config import N_PERMUTATIONS
     from ratiokit.two_sample import two_sample_test
 
     # Validate under the file names, so a message says which file is wrong.
@@ -616,10 +617,10 @@ def _cmd_test(args: argparse.Namespace) -> int:
         x,
         y,
         method=args.method,
-        n_permutations=args.permutations,
+        n_permutations=N_PERMUTATIONS if args.permutations is None else args.permutations,
         alternative=args.alternative,
         rng=args.seed,
-        progress=None if args.progress else False,
+        progress=True if args.progress else None,
         standardize=args.standardize,
     )
     n, m, d = x.shape[0], y.shape[0], x.shape[1]
@@ -780,9 +781,9 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument(
         "--permutations",
         type=_int_at_least(1),
-        default=999,
+        default=None,
         metavar="B",
-        help="random relabellings (default: %(default)s)",
+        help="random relabellings (default: ratiokit.config.N_PERMUTATIONS, 999)",
     )
     test.add_argument(
         "--alternative",
@@ -805,7 +806,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--json", action="store_true", help="print one JSON object")
     test.add_argument(
-        "--progress", action="store_true", help="show a progress bar for long computations"
+        "--progress",
+        action="store_true",
+        help="always show the progress bar of long computations (by default it shows only "
+        "when stderr is a terminal, never in a log file or a pipe)",
     )
     test.set_defaults(func=_cmd_test)
 

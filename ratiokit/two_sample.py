@@ -31,6 +31,7 @@ from ratiokit._permutation import (
 )
 from ratiokit._rng import check_rng
 from ratiokit._validation import as_sample_pair, check_choice, check_device, check_int
+from ratiokit.config import N_PERMUTATIONS
 from ratiokit.critics import canonical_order
 from ratiokit.methods import TEST_FITS, Discrepancy, get_method
 from ratiokit.results import TwoSampleTestResult
@@ -95,7 +96,7 @@ def two_sample_test(
     y: Any,
     *,
     method: str | Discrepancy = "mmd",
-    n_permutations: int = 999,
+    n_permutations: int = N_PERMUTATIONS,
     alternative: str = "greater",
     rng: Any = None,
     device: str | torch.device | None = None,
@@ -145,8 +146,9 @@ def two_sample_test(
         Sample from Q.
     method : str or Discrepancy, default="mmd"
         A method name (see above) or an instance.
-    n_permutations : int, default=999
-        B, the number of random relabellings (at least 1).
+    n_permutations : int, default=N_PERMUTATIONS
+        B, the number of random relabellings (at least 1); the default,
+        :data:`ratiokit.config.N_PERMUTATIONS` (999), is every permutation test's.
     alternative : {"greater", "less", "two-sided"}, default="greater"
         ``"greater"`` rejects for large statistics (P and Q differ); ``"two-sided"`` doubles
         the smaller one-sided p-value, capped at 1.
@@ -158,7 +160,9 @@ def two_sample_test(
     device : str or torch.device, default=None
         Where to compute; default: where the inputs are (the CPU for NumPy input).
     progress : bool or None, default=None
-        A tqdm progress bar on stderr: None shows it when the computation takes over a second.
+        A tqdm progress bar on stderr. None shows it only when stderr is a terminal (not a
+        log file or a pipe), once the computation has run for a second; True always shows
+        it (in a notebook, say) and False never does.
     standardize : bool, default=False
         Centre each feature by the pooled sample's mean and divide it by the pooled
         sample's standard deviation (ddof 0; a constant feature is only centred) before

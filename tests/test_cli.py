@@ -286,6 +286,28 @@ def test_test_command_prints_the_statistic_and_p_value(tmp_path, capsys):
     assert "99 random relabellings, greater" in out
 
 
+def test_test_command_defaults_to_the_library_number_of_permutations(tmp_path, capsys):
+    # One default for every permutation test: the command's help names it, and a run
+    # without --permutations uses it (40 + 30 rows: far more than 999 relabellings exist).
+    from ratiokit.config import N_PERMUTATIONS
+
+    _, _, a, b = _samples(tmp_path)
+    with pytest.raises(SystemExit):
+        cli.main(["test", "--help"])
+    assert f"N_PERMUTATIONS, {N_PERMUTATIONS})" in " ".join(capsys.readouterr().out.split())
+    assert cli.main(["test", a, b, "--method", "energy", "--seed", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_permutations"] == N_PERMUTATIONS
+
+
+def test_test_command_progress_bar_only_when_asked_outside_a_terminal(tmp_path, capsys):
+    # Captured stderr is not a terminal (like a log file): no bar unless --progress forces it.
+    _, _, a, b = _samples(tmp_path)
+    assert cli.main(["test", a, b, "--permutations", "9", "--seed", "0"]) == 0
+    assert "permutation null" not in capsys.readouterr().err
+    assert cli.main(["test", a, b, "--permutations", "9", "--seed", "0", "--progress"]) == 0
+    assert "permutation null" in capsys.readouterr().err
+
+
 def test_test_command_json_is_seeded(tmp_path, capsys):
     x, y, a, b = _samples(tmp_path)
     argv = ["test", a, b, "--method", "energy", "--permutations", "49", "--seed", "1", "--json"]

@@ -53,3 +53,11 @@ def test_c2st_gives_the_classifiers_ratio():
     b = rk.estimate_ratio(x_p, x_q, method="classifier", rng=3)
     assert type(a.method_) is type(b.method_) is METHODS["classifier"]
     torch.testing.assert_close(a.log_ratio(torch.tensor(x_q)), b.log_ratio(torch.tensor(x_q)))
+
+
+@pytest.mark.parametrize("name", CANONICAL)
+def test_every_registered_class_is_public(name):
+    # `rk.<Class>` is the registry's class itself, listed in `__all__` and in `dir(rk)`.
+    cls = METHODS[name]
+    assert getattr(rk, cls.__name__) is cls
+    assert cls.__name__ in rk.__all__ and cls.__name__ in dir(rk)

@@ -8,6 +8,7 @@ p-values by looping over all combinations with itertools.
 import doctest
 import itertools
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -561,12 +562,17 @@ class SlowMeanGap(ScalarMeanGap):
         return super().forward(x_p, x_q)
 
 
-def test_progress_bar_appears_by_itself_after_a_second(capsys):
-    # 100 statistics of 15 ms each: about 1.5 s, so progress=None shows the bar (tqdm's delay
-    # of 1 s); the same test with 9 relabellings takes 0.15 s and shows nothing.
+def test_progress_bar_appears_by_itself_after_a_second_on_a_terminal_only(capsys, monkeypatch):
+    # 100 statistics of 15 ms each: about 1.5 s. progress=None shows the bar (after tqdm's
+    # delay of 1 s) only when stderr is a terminal: captured stderr is not, like a log file.
+    with pytest.warns(UserWarning, match="cannot be vectorised"):
+        two_sample_test(X, Y, method=SlowMeanGap(), n_permutations=99, rng=0)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     with pytest.warns(UserWarning, match="cannot be vectorised"):
         two_sample_test(X, Y, method=SlowMeanGap(), n_permutations=99, rng=0)
     assert "permutation null" in capsys.readouterr().err
+    # The same test with 9 relabellings takes 0.15 s and shows nothing.
     with pytest.warns(UserWarning, match="cannot be vectorised"):
         two_sample_test(X, Y, method=SlowMeanGap(), n_permutations=9, rng=0)
     assert capsys.readouterr().err == ""
