@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["DELAY", "progress_bar", "stderr_is_terminal"]
+__all__ = ["DELAY", "check_progress", "progress_bar", "stderr_is_terminal"]
 
 #: Seconds a bar waits before it first draws when ``progress`` is None, so that loops that
 #: finish sooner leave a terminal untouched.
@@ -29,7 +29,14 @@ def stderr_is_terminal() -> bool:
         return False
 
 
-def progress_bar(total: int, desc: str, progress: bool | None = None) -> Any:
+def check_progress(progress: Any) -> bool | None:
+    """``progress`` if it is None, True or False; else raise TypeError naming it."""
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"`progress` must be None, True or False; got {progress!r}.")
+    return progress
+
+
+def progress_bar(total: int, desc: str, progress: bool | None = None, initial: int = 0) -> Any:
     """A tqdm bar on stderr over ``total`` steps, labelled ``desc``, that leaves no trace.
 
     Parameters
@@ -42,6 +49,8 @@ def progress_bar(total: int, desc: str, progress: bool | None = None) -> Any:
         True: shown at once; False: hidden; None: shown only when ``sys.stderr`` is a
         terminal, and only once the loop has run for :data:`DELAY` seconds. In a notebook,
         whose stderr is not a terminal, pass True.
+    initial : int, default=0
+        Steps already done (a resumed run).
 
     Returns
     -------
@@ -61,6 +70,7 @@ def progress_bar(total: int, desc: str, progress: bool | None = None) -> Any:
     show = stderr_is_terminal() if progress is None else bool(progress)
     return tqdm(
         total=total,
+        initial=initial,
         desc=desc,
         disable=not show,
         delay=DELAY if progress is None else 0.0,

@@ -84,7 +84,8 @@ class TrainConfig:
     checkpoint_every : int or None, default=None
         Write a checkpoint every this many steps (and at the end) when a path is given.
     progress : bool or None, default=None
-        A tqdm progress bar; ``None`` shows one only once a run has lasted 1 s.
+        A progress bar: ``None`` shows one only when stderr is a terminal, once a run has
+        lasted 1 s (quiet in logs and pipes); True always; False never.
 
     Raises
     ------

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from ratiokit._progress import progress_bar
 from ratiokit._rng import check_rng, fork_torch_rng, torch_generator
 from ratiokit._train_state import adam, finite_step
 from ratiokit._validation import check_choice, check_int, check_positive
@@ -62,6 +62,7 @@ TRAINING_SETTINGS = (
     "weight_decay",
     "validation_fraction",
     "patience",
+    "progress",
 )
 
 #: A loss of the critic on one minibatch of each sample: ``loss_fn(module, x_p, x_q)``.
@@ -313,7 +314,7 @@ def train_critic(
     patience: int = 100,
     replace: bool = True,
     rng: Any = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> TrainHistory:
     """Train ``module`` in place by minimising ``loss_fn(module, x_p_batch, x_q_batch)``.
 
@@ -357,8 +358,9 @@ def train_critic(
         that is a U-statistic, whose repeated rows would bias it).
     rng : None, int or numpy.random.Generator, default=None
         Draws the split and the minibatches.
-    progress : bool, default=False
-        Show a tqdm progress bar.
+    progress : bool or None, default=None
+        A progress bar: None shows it only on a terminal (after 1 s), True always, False
+        never (see :func:`ratiokit._progress.progress_bar`).
 
     Returns
     -------
@@ -436,7 +438,7 @@ def train_critic(
         best = held_out_loss()
         val_steps.append(0)
         val_loss.append(best)
-    bar = tqdm(total=max_steps, desc="critic", disable=not progress, leave=False)
+    bar = progress_bar(max_steps, "critic", progress)
     start = time.perf_counter()
     module.train()
     try:

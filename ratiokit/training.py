@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ratiokit._checkpoint import check_overwrite, load_checkpoint, save_checkpoint
+from ratiokit._progress import progress_bar
 from ratiokit._rng import check_rng, fork_torch_rng, torch_seed
 from ratiokit._train_state import (
     TrainState,
@@ -83,6 +83,7 @@ _INSTEAD = {
     "weight_decay": "the loop has no weight decay",
     "validation_fraction": "the loop has no validation split or early stopping",
     "patience": "the loop has no validation split or early stopping",
+    "progress": "use TrainConfig(progress=...) instead",
 }
 
 #: ``sample(n, generator)``: n model samples (n, d), differentiable in the model's
@@ -419,13 +420,11 @@ def _run(
             save_checkpoint(path, *state.snapshot(config))
             saved_at = state.step
 
-    bar = tqdm(
-        total=config.max_steps,
-        initial=min(state.step, config.max_steps),
-        desc=f"train ({method.name})",
-        disable=config.progress is False,
-        delay=0.0 if config.progress else 1.0,
-        leave=False,
+    bar = progress_bar(
+        config.max_steps,
+        f"train ({method.name})",
+        config.progress,
+        min(state.step, config.max_steps),
     )
     try:
         while state.step < config.max_steps:

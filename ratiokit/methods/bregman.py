@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ratiokit._progress import check_progress
 from ratiokit._rng import check_rng
 from ratiokit._validation import as_sample, as_sample_pair, check_choice, check_positive, is_tensor
 from ratiokit.critics import (
@@ -119,7 +120,7 @@ class NeuralBregman(Discrepancy):
     weight_decay : float, default=0.0
     validation_fraction : float, default=0.2
     patience : int, default=100
-    progress : bool, default=False
+    progress : bool or None, default=None
         The default network and training settings; see
         :class:`~ratiokit.methods.classifier.Classifier`.
 
@@ -174,7 +175,7 @@ class NeuralBregman(Discrepancy):
         weight_decay: float = 0.0,
         validation_fraction: float = 0.2,
         patience: int = 100,
-        progress: bool = False,
+        progress: bool | None = None,
     ) -> None:
         super().__init__()
         self.f = check_choice(f, "f", BREGMAN_FUNCTIONS)
@@ -208,7 +209,7 @@ class NeuralBregman(Discrepancy):
         self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
         self.patience = patience
-        self.progress = bool(progress)
+        self.progress = check_progress(progress)
         self.critic_: nn.Module | None = None
         self.history_: TrainHistory | None = None
         self.n_features_in_: int | None = None

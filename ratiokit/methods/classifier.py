@@ -13,6 +13,7 @@ from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from torch import nn
 
+from ratiokit._progress import check_progress
 from ratiokit._rng import check_rng
 from ratiokit._validation import as_sample, as_sample_pair, check_choice, check_int, is_tensor
 from ratiokit.critics import (
@@ -108,8 +109,9 @@ class Classifier(Discrepancy):
         Held-out fraction of each sample for early stopping (0: no early stopping).
     patience : int, default=100
         Steps without a lower held-out loss before stopping.
-    progress : bool, default=False
-        Show a tqdm progress bar while training.
+    progress : bool or None, default=None
+        A progress bar while training: None shows it only on a terminal, True always,
+        False never.
 
     The settings ``max_steps`` to ``patience`` train the critic of :meth:`fit_critic`. In
     :func:`ratiokit.train` and :func:`ratiokit.fit` the critic is trained by the
@@ -173,7 +175,7 @@ class Classifier(Discrepancy):
         weight_decay: float = 0.0,
         validation_fraction: float = 0.2,
         patience: int = 100,
-        progress: bool = False,
+        progress: bool | None = None,
     ) -> None:
         super().__init__()
         self._is_sklearn = _check_critic(critic)
@@ -208,7 +210,7 @@ class Classifier(Discrepancy):
         self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
         self.patience = patience
-        self.progress = bool(progress)
+        self.progress = check_progress(progress)
         self.critics_: nn.ModuleList | list[Any] | None = None
         self.log_prior_: list[float] = []
         self.history_: list[TrainHistory] = []
