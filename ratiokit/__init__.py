@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         ExecutorError,
         NonFiniteStatisticError,
     )
+    from ratiokit.fitted import FittedSimulator
     from ratiokit.fitting import fit
     from ratiokit.kernels import Kernel
     from ratiokit.methods import (
@@ -52,6 +53,7 @@ _SOURCES = {
         "ratiokit.exceptions",
     ),
     "fit": "ratiokit.fitting",
+    "FittedSimulator": "ratiokit.fitted",
     "Kernel": "ratiokit.kernels",
     **dict.fromkeys(
         [
@@ -89,6 +91,7 @@ __all__ = [
     "ExecutorError",
     "FDivergence",
     "FitResult",
+    "FittedSimulator",
     "Kernel",
     "KernelMeanMatching",
     "MomentMatching",

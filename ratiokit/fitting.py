@@ -53,7 +53,7 @@ from ratiokit._search import (
 )
 from ratiokit._simulation import check_executor, run_tasks_keeping
 from ratiokit._train import check_overwrite_flag
-from ratiokit._transforms import BoxTransform, check_bounds
+from ratiokit._transforms import BoxTransform, check_parameters
 from ratiokit._validation import as_sample, check_choice, check_int, check_positive
 from ratiokit.config import THETA_LR, SearchConfig, TrainConfig
 from ratiokit.exceptions import ConvergenceWarning, ExecutorError
@@ -120,30 +120,6 @@ class _Outcome:
     replicates: np.ndarray | None = None
     model: nn.Module | None = None
     error: ExecutorError | None = None
-
-
-def _check_theta0(theta0: Any, k: int | None) -> np.ndarray:
-    try:
-        arr = np.array(theta0, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`theta0` must be an array of real numbers; got {theta0!r}.") from err
-    if k is not None and arr.size != k:
-        raise ValueError(f"`theta0` must hold {k} parameters; got {arr.size}.")
-    if arr.size == 0 or not np.isfinite(arr).all():
-        raise ValueError(f"`theta0` must be a non-empty array of finite numbers; got {theta0!r}.")
-    return arr
-
-
-def _check_names(value: Any) -> tuple[str, ...]:
-    try:
-        names = tuple(value)
-    except TypeError as err:
-        raise TypeError(f"`param_names` must be a sequence of str; got {value!r}.") from err
-    if isinstance(value, str) or not all(isinstance(name, str) for name in names):
-        raise TypeError(f"`param_names` must be a sequence of str; got {value!r}.")
-    if len(set(names)) < len(names):
-        raise ValueError(f"`param_names` must be a sequence of unique str; got {value!r}.")
-    return names
 
 
 def _check_level(value: Any) -> float:
@@ -256,35 +232,9 @@ def _fit_iv(
                 f"noise dimension); got {latent_dim!r}."
             )
         latent = None
-        given = None if param_names is None else _check_names(param_names)
-        names = tuple(getattr(simulator, "param_names", ()) or ())
-        known = getattr(simulator, "bounds", None) if bounds is None else bounds
-        k = len(names) or None
-        k = k if theta0 is None else _check_theta0(theta0, k).size
-        k = k or (len(known) if known is not None else None)
-        if k is None:
-            raise ValueError(
-                "`theta0` must be given (or `bounds`) to know how many parameters the simulator "
-                "takes; got None."
-            )
-        transform = BoxTransform(check_bounds(known, k))
-        if theta0 is None:
-            start = transform.to_theta(np.zeros(k))  # the centre of the box
-        else:
-            start = _check_theta0(theta0, k)
-            if not transform.inside(start):
-                raise ValueError(
-                    f"`theta0` must lie strictly inside `bounds` {transform.bounds.tolist()}; "
-                    f"got {start.tolist()}."
-                )
+        start, transform, names = check_parameters(simulator, theta0, bounds, param_names)
         if kind == "numpy":
             _check_search(cfg, transform, estimator)
-        if given is not None and len(given) != k:
-            raise ValueError(
-                f"`param_names` must hold one name per parameter ({k}); got {len(given)}."
-            )
-        names = names if len(names) == k else tuple(f"theta[{i}]" for i in range(k))
-        names = names if given is None else given
     return _Problem(
         kind=kind,
         guessed=guessed,
