@@ -195,7 +195,7 @@ def ratiokit_fit(
     problem: str, data: np.ndarray, estimator: str, budget: int, seed: int
 ) -> dict[str, Any]:
     import ratiokit as rk
-    from ratiokit.config import TrainConfig
+    from ratiokit.config import SearchConfig, TrainConfig
     from ratiokit.methods import MomentMatching
     from ratiokit.simulators import SIMULATORS
 
@@ -219,8 +219,10 @@ def ratiokit_fit(
                 "energy": "energy",
                 "moments": MomentMatching("poly", degree=degree, weighting="hotelling"),
             }[estimator]
-            kwargs = {"n_sim": budget, "kind": "numpy", "search": "l-bfgs-b", "rng": seed}
-            res = rk.fit(sim, data, method=method, theta0=theta0, **kwargs)
+            cfg = SearchConfig("l-bfgs-b", n_sim=budget)
+            res = rk.fit(
+                sim, data, method=method, theta0=theta0, kind="numpy", config=cfg, rng=seed
+            )
     return {
         "theta": res.theta.tolist(),
         "points": res.n_simulations,
@@ -240,6 +242,7 @@ SIR_COLUMNS = ("form", "search", "replicate", "beta", "gamma", "converged", "wro
 
 def run_sir(replicates: int) -> list[dict[str, Any]]:
     import ratiokit as rk
+    from ratiokit.config import SearchConfig
     from ratiokit.simulators import ChainBinomialSIR
 
     rows = []
@@ -251,7 +254,7 @@ def run_sir(replicates: int) -> list[dict[str, Any]]:
                 start = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # convergence is in the row
-                    res = rk.fit(sim, data, search=search, rng=seed)
+                    res = rk.fit(sim, data, config=SearchConfig(search), rng=seed)
                 error = np.abs(res.theta - SIR_TRUE) / SIR_SD
                 rows.append(
                     {

@@ -20,8 +20,8 @@ to ``max_retries`` times, and nothing already simulated is lost.
 # -----------
 # A Gaussian location-scale model, ``x = loc + scale z``, fitted by moment matching to 500
 # points drawn at ``(loc, scale) = (1, 2)``, with 20 bootstrap replicates for 95%
-# confidence intervals. ``sim_batch_size`` splits every simulation into tasks of 250
-# points.
+# confidence intervals. The search's ``sim_batch_size``
+# (:class:`~ratiokit.config.SearchConfig`) splits every simulation into tasks of 250 points.
 import logging
 import time
 
@@ -29,6 +29,7 @@ import numpy as np
 from dask.distributed import Client, LocalCluster
 
 import ratiokit as rk
+from ratiokit.config import SearchConfig
 from ratiokit.simulators import GaussianLocationScale
 
 sim = GaussianLocationScale(theta_true=(1.0, 2.0))
@@ -38,7 +39,7 @@ settings = {
     "theta0": [0.0, 1.0],
     "kind": "numpy",
     "n_bootstrap": 20,
-    "sim_batch_size": 250,
+    "config": SearchConfig(sim_batch_size=250),
     "rng": 0,
 }
 

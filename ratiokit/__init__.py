@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         NonFiniteLossError,
         NonFiniteStatisticError,
     )
+    from ratiokit.fitted import FittedSimulator
     from ratiokit.fitting import fit
     from ratiokit.kernels import Kernel
     from ratiokit.methods import (
@@ -64,6 +65,7 @@ _SOURCES = {
         "ratiokit.exceptions",
     ),
     "fit": "ratiokit.fitting",
+    "FittedSimulator": "ratiokit.fitted",
     "Kernel": "ratiokit.kernels",
     **dict.fromkeys(
         [
@@ -121,6 +123,7 @@ __all__ = [
     "ExecutorError",
     "FDivergence",
     "FitResult",
+    "FittedSimulator",
     "Kernel",
     "KernelMeanMatching",
     "MomentMatching",

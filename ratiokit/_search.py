@@ -47,7 +47,6 @@ from ratiokit.methods import Discrepancy, get_method
 
 __all__ = [
     "INTERVAL_METHOD",
-    "SEARCHES",
     "SearchOutcome",
     "SearchSpec",
     "bootstrap",
@@ -56,7 +55,6 @@ __all__ = [
     "run_search",
 ]
 
-SEARCHES = ("auto", "nelder-mead", "l-bfgs-b", "global")
 #: Members per parameter of a differential-evolution generation.
 _POPSIZE = 10
 #: Fresh sets of random numbers that measure the loss's seed-to-seed noise at a solution.

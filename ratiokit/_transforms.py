@@ -23,7 +23,7 @@ import torch
 from scipy import special
 from torch import nn
 
-__all__ = ["BoxTransform", "ThetaModule", "check_bounds"]
+__all__ = ["BoxTransform", "ThetaModule", "check_bounds", "check_parameters"]
 
 #: Codes of the four transforms.
 _FREE, _LOWER, _UPPER, _BOTH = 0, 1, 2, 3
@@ -203,3 +203,72 @@ class ThetaModule(nn.Module):
         """The current ``theta`` as a float64 array (k,)."""
         with torch.no_grad():
             return self().detach().cpu().numpy().astype(np.float64)
+
+
+def _check_theta0(theta0: Any, k: int | None) -> np.ndarray:
+    try:
+        arr = np.array(theta0, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`theta0` must be an array of real numbers; got {theta0!r}.") from err
+    if k is not None and arr.size != k:
+        raise ValueError(f"`theta0` must hold {k} parameters; got {arr.size}.")
+    if arr.size == 0 or not np.isfinite(arr).all():
+        raise ValueError(f"`theta0` must be a non-empty array of finite numbers; got {theta0!r}.")
+    return arr
+
+
+def _check_names(value: Any) -> tuple[str, ...]:
+    try:
+        names = tuple(value)
+    except TypeError as err:
+        raise TypeError(f"`param_names` must be a sequence of str; got {value!r}.") from err
+    if isinstance(value, str) or not all(isinstance(name, str) for name in names):
+        raise TypeError(f"`param_names` must be a sequence of str; got {value!r}.")
+    if len(set(names)) < len(names):
+        raise ValueError(f"`param_names` must be a sequence of unique str; got {value!r}.")
+    return names
+
+
+def check_parameters(
+    simulator: Any, theta0: Any, bounds: Any, param_names: Any
+) -> tuple[np.ndarray, BoxTransform, tuple[str, ...]]:
+    """A simulator's parameters: ``(theta0, transform, names)``, each checked.
+
+    The number ``k`` of parameters comes from the simulator's ``param_names``, else
+    ``theta0``, else ``bounds`` (the simulator's own ``bounds`` when none are given).
+    ``theta0`` defaults to the centre of the box (``u = 0``) and must lie strictly inside
+    it; the names are ``param_names``, else the simulator's, else ``theta[i]``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``theta0``, ``bounds`` or ``param_names`` is malformed, they disagree on ``k``,
+        or none of them gives ``k`` (the message names the argument).
+    """
+    given = None if param_names is None else _check_names(param_names)
+    names = tuple(getattr(simulator, "param_names", ()) or ())
+    known = getattr(simulator, "bounds", None) if bounds is None else bounds
+    k = len(names) or None
+    k = k if theta0 is None else _check_theta0(theta0, k).size
+    k = k or (len(known) if known is not None else None)
+    if k is None:
+        raise ValueError(
+            "`theta0` must be given (or `bounds`) to know how many parameters the simulator "
+            "takes; got None."
+        )
+    transform = BoxTransform(check_bounds(known, k))
+    if theta0 is None:
+        start = transform.to_theta(np.zeros(k))  # the centre of the box
+    else:
+        start = _check_theta0(theta0, k)
+        if not transform.inside(start):
+            raise ValueError(
+                f"`theta0` must lie strictly inside `bounds` {transform.bounds.tolist()}; "
+                f"got {start.tolist()}."
+            )
+    if given is not None and len(given) != k:
+        raise ValueError(
+            f"`param_names` must hold one name per parameter ({k}); got {len(given)}."
+        )
+    names = names if len(names) == k else tuple(f"theta[{i}]" for i in range(k))
+    return start, transform, names if given is None else given

@@ -1,4 +1,5 @@
-"""Validated settings: :class:`TrainConfig` for the alternating training loop.
+"""Validated settings: :class:`SearchConfig` for a gradient-free search and
+:class:`TrainConfig` for the alternating training loop, the two paths of :func:`ratiokit.fit`.
 
 Settings are frozen dataclasses checked once, in ``__post_init__``, with the project's
 error template, so a bad value fails where it is written rather than steps into a run.
@@ -12,9 +13,17 @@ from typing import Any
 
 import torch
 
+from ratiokit._simulation import NAN_POLICIES
 from ratiokit._validation import check_choice, check_int, check_positive
 
-__all__ = ["GENERATOR_LOSSES", "N_PERMUTATIONS", "THETA_LR", "TrainConfig"]
+__all__ = [
+    "GENERATOR_LOSSES",
+    "N_PERMUTATIONS",
+    "SEARCHES",
+    "THETA_LR",
+    "SearchConfig",
+    "TrainConfig",
+]
 
 #: Forms of the model's loss: ``"non-saturating"`` (Goodfellow et al. 2014, sec. 3; for
 #: f-GANs Nowozin et al. 2016, sec. 3.2) or ``"minimax"`` (the method's ``forward``).
@@ -31,6 +40,8 @@ THETA_LR = 0.05
 #: With B + 1 = 1000 the p-value's resolution is 0.001, and the Monte Carlo standard error
 #: of a p-value near 0.05 is sqrt(0.05 * 0.95 / 1000) = 0.007.
 N_PERMUTATIONS = 999
+#: Optimisers of a gradient-free search (see :mod:`ratiokit._search`).
+SEARCHES = ("auto", "nelder-mead", "l-bfgs-b", "global")
 
 
 def _check_unit_interval(value: Any, name: str, *, closed_low: bool) -> float:
@@ -45,8 +56,85 @@ def _check_unit_interval(value: Any, name: str, *, closed_low: bool) -> float:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """Settings of the gradient-free search that fits a black-box NumPy simulator.
+
+    The search minimises ``theta -> D(data, simulations at theta)`` under common random
+    numbers, on the unconstrained ``u`` of the bounds' transforms (see
+    :mod:`ratiokit._search`); :func:`ratiokit.fit` takes it as ``config=`` for kind
+    ``"numpy"``.
+
+    Parameters
+    ----------
+    search : {"auto", "nelder-mead", "l-bfgs-b", "global"}, default="auto"
+        ``"auto"`` is Nelder-Mead from ``theta0``; if the simulations were whole numbers and
+        the loss near its solution jumps by more than a twentieth of its seed-to-seed noise
+        (``details["roughness"]``: integer draws that break the common random numbers), it
+        then searches globally within ``bounds`` (differential evolution, then a polish) or,
+        with an infinite bound, ends unconverged. ``"nelder-mead"`` and ``"l-bfgs-b"`` end
+        unconverged on such a loss; ``"global"`` needs finite bounds.
+    n_sim : int or None, default=None
+        Simulated points per evaluation (>= 2); None: as many as the data.
+    max_evaluations : int or None, default=None
+        Parameter values simulated in the search (at least ``k + 2`` for ``k`` parameters);
+        None: ``200 k`` locally, ``500 k`` globally.
+    xtol : float, default=1e-3
+        Nelder-Mead stops when the simplex is smaller than this in every coordinate of ``u``.
+    sim_batch_size : int, default=1000
+        Simulations per task (>= 1); each batch has its own fixed seed.
+    nan_policy : {"fail", "drop"}, default="fail"
+        NaN or infinite simulated rows make that simulation fail (the search treats its theta
+        as infeasible); ``"drop"`` removes them instead (counted in ``details``), which
+        biases the fit if NaNs depend on theta.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a setting has the wrong type or is out of range.
+
+    Examples
+    --------
+    >>> SearchConfig(search="global", max_evaluations=300).search
+    'global'
+    >>> SearchConfig(xtol=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: `xtol` must be a positive real number; got 0.
+    """
+
+    search: str = "auto"
+    n_sim: int | None = None
+    max_evaluations: int | None = None
+    xtol: float = 1e-3
+    sim_batch_size: int = 1000
+    nan_policy: str = "fail"
+
+    def __post_init__(self) -> None:
+        check_choice(self.search, "search", SEARCHES)
+        n_sim = self.n_sim if self.n_sim is None else check_int(self.n_sim, "n_sim", minimum=2)
+        budget = self.max_evaluations
+        if budget is not None:
+            budget = check_int(budget, "max_evaluations", minimum=3)  # k + 2 for k = 1
+        xtol = check_positive(self.xtol, "xtol")
+        batch = check_int(self.sim_batch_size, "sim_batch_size", minimum=1)
+        check_choice(self.nan_policy, "nan_policy", NAN_POLICIES)
+        # Canonical types, so equal settings compare (and serialise) equal.
+        for name, value in (
+            ("n_sim", n_sim),
+            ("max_evaluations", budget),
+            ("xtol", xtol),
+            ("sim_batch_size", batch),
+        ):
+            object.__setattr__(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-serialisable dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Settings of the alternating critic/model loop (:func:`ratiokit._train.train`).
+    """Settings of the alternating critic/model loop (:func:`ratiokit.train`).
 
     Each step takes ``critic_steps`` Adam steps of the critic on the method's ratio loss
     (its parameters ascend the discrepancy), then one Adam step of the model on the

@@ -568,8 +568,7 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
             size = 0 if theta is None else theta.size
             raise ValueError(f"`truth` must hold {size} parameters; got {truth.size}.")
     data = np.asarray(result.data)
-    loaded_without_simulator = result.model is None and result.simulator is None
-    n_marginals = 0 if loaded_without_simulator else min(data.shape[1], MAX_FIT_PANELS)
+    n_marginals = 0 if result.fitted is None else min(data.shape[1], MAX_FIT_PANELS)
     corr = None if result.correlation is None else np.asarray(result.correlation)
     n_corr = int(corr is not None and len(names) > 1)
     n_panels = 1 + len(names) + n_corr + n_marginals
@@ -604,7 +603,7 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
         ax.legend(fontsize="small")
     if n_corr:
         _plot_correlation(corr[: len(names), : len(names)], names, axes[1 + len(names)])
-    sim = result.simulate(data.shape[0], rng=rng) if n_marginals else None
+    sim = result.fitted.simulate(data.shape[0], rng=rng) if n_marginals else None
     for j in range(n_marginals):
         ax = plot_samples(
             data[:, j],

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from ratiokit.config import N_PERMUTATIONS
 
 __all__ = [
     "BenchmarkResult",
@@ -450,20 +451,21 @@ class TrainHistory(_CompactRepr):
         return int(self.step.shape[0])
 
 
-#: Level at which :meth:`FitResult.goodness_of_fit` warns that the data reject the fitted model.
-GOF_WARN_LEVEL = 0.01
 #: Version of the files :meth:`FitResult.save` writes.
 FIT_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, repr=False, eq=False)
 class FitResult(_CompactRepr):
-    """A fitted simulator, from :func:`ratiokit.fit`.
+    """The outcome of :func:`ratiokit.fit`, as data: estimates, traces, intervals, settings.
+
+    What acts (simulate, test the fit) is the :class:`~ratiokit.fitted.FittedSimulator` in
+    :attr:`fitted`; :meth:`simulate` and :meth:`goodness_of_fit` forward to it.
 
     Attributes
     ----------
     theta : ndarray of shape (k,) or None
-        The estimate (None for a generator module, whose weights are in ``model``).
+        The estimate (None for a generator module, whose weights are in ``fitted``).
     param_names : tuple of str
         Names of the entries of ``theta``.
     loss : float
@@ -508,10 +510,9 @@ class FitResult(_CompactRepr):
         resubmitted), ``n_dropped`` (NaN rows dropped), ``theta0``, bounds, training config.
     data : ndarray of shape (n, d)
         The observations fitted.
-    simulator : callable or None
-        The simulator as given (None after :meth:`load` without one).
-    model : torch.nn.Module or None
-        The trained generator (kind ``"module"``).
+    fitted : FittedSimulator or None
+        The simulator at ``theta``, or the trained generator (kind ``"module"``); None after
+        :meth:`load` (rebuild it with :meth:`FittedSimulator.load`).
     """
 
     theta: np.ndarray | None
@@ -532,8 +533,7 @@ class FitResult(_CompactRepr):
     failures: tuple[tuple[tuple[float, ...], str], ...] = field(default=(), repr=False)
     details: dict[str, Any] = field(default_factory=dict, repr=False)
     data: np.ndarray | None = field(default=None, repr=False)
-    simulator: Any = field(default=None, repr=False)
-    model: Any = field(default=None, repr=False)
+    fitted: Any = field(default=None, repr=False)
 
     @property
     def standard_error(self) -> np.ndarray | None:
@@ -549,85 +549,60 @@ class FitResult(_CompactRepr):
             return repr(np.round(corr, 2).tolist())
         return super()._repr_field(name)
 
+    def _fitted(self) -> Any:
+        if self.fitted is None:
+            raise ValueError(
+                "`fitted` must hold the fitted simulator to simulate from this result; got "
+                "None (a loaded result: rebuild it with "
+                "FittedSimulator.load(path, simulator=...))."
+            )
+        return self.fitted
+
     def simulate(self, n: int, *, rng: Any = None) -> np.ndarray:
-        """Draw ``n`` points from the fitted model, a float64 array (n, d).
+        """Draw ``n`` points from the fitted model: ``self.fitted.simulate(n, rng=rng)``
+        (see :meth:`FittedSimulator.simulate`).
 
         Raises
         ------
         ValueError
-            If the simulator fails or returns NaN at the fitted theta (named), or the result
-            was loaded without its simulator.
+            If :attr:`fitted` is None (a loaded result), or as
+            :meth:`FittedSimulator.simulate`.
         """
-        from ratiokit.fitting import simulate_at
-
-        return simulate_at(self, n, rng)
+        return self._fitted().simulate(n, rng=rng)
 
     def goodness_of_fit(
         self,
         *,
         method: Any = "mmd",
         n_sim: int | None = None,
-        n_permutations: int = 999,
+        n_permutations: int = N_PERMUTATIONS,
         rng: Any = None,
         progress: bool | None = None,
     ) -> TwoSampleTestResult:
-        """Two-sample test of the data against fresh simulations at the fitted parameters.
+        """Two-sample test of :attr:`data` against fresh simulations at the fitted parameters:
+        ``self.fitted.goodness_of_fit(self.data, ...)`` (see
+        :meth:`FittedSimulator.goodness_of_fit` for the parameters and the warning).
 
-        ``theta`` was chosen to match these data, so under a correct model the p-value tends
-        to be larger than a uniform one (the test is conservative); a small p-value is
-        evidence that no parameter value reproduces the data.
-
-        Parameters
-        ----------
-        method : str or Discrepancy, default="mmd"
-            Any method of :func:`ratiokit.two_sample_test`.
-        n_sim : int, default=None
-            Simulated points (default: as many as the data).
-        n_permutations : int, default=999
-        rng : None, int or Generator, default=None
-            Seeds the simulations (new random numbers, not the fit's) and the test.
-        progress : bool or None, default=None
-            The test's progress bar (see :func:`ratiokit.two_sample_test`).
-
-        Returns
-        -------
-        TwoSampleTestResult
-
-        Warns
-        -----
-        UserWarning
-            If the test rejects the fitted model at the 1% level: the fit may be a local
-            minimum, or no parameter value of the simulator reproduces the data.
+        Raises
+        ------
+        ValueError
+            If :attr:`fitted` or :attr:`data` is None.
         """
-        from ratiokit._rng import check_rng
-        from ratiokit.two_sample import two_sample_test
-
         if self.data is None:
             raise ValueError("`data` must be kept with the result to test its fit; got None.")
-        sim_rng, test_rng = check_rng(rng).spawn(2)
-        y = self.simulate(self.data.shape[0] if n_sim is None else n_sim, rng=sim_rng)
-        test = two_sample_test(
+        return self._fitted().goodness_of_fit(
             self.data,
-            y,
             method=method,
+            n_sim=n_sim,
             n_permutations=n_permutations,
-            rng=test_rng,
+            rng=rng,
             progress=progress,
         )
-        if test.pvalue <= GOF_WARN_LEVEL:
-            warnings.warn(
-                f"the goodness-of-fit test rejects the fitted model at the 1% level (p = "
-                f"{test.pvalue:.3g}): the search may have stopped at a local minimum (try "
-                "`search='global'`), or no parameter value of this simulator reproduces the "
-                "data.",
-                UserWarning,
-                stacklevel=2,
-            )
-        return test
 
     def plot(self, *, truth: Any = None, rng: Any = 0) -> Any:
         """Loss and parameter traces, the bootstrap correlation heatmap, and data against
-        simulated marginals; a Figure (see :func:`ratiokit.plot.plot_fit`).
+        marginals simulated by :attr:`fitted` (none without it); a Figure (see
+        :func:`ratiokit.plot.plot_fit`).
 
         ``truth`` (k,) draws the true parameters when they are known.
         """
@@ -642,7 +617,8 @@ class FitResult(_CompactRepr):
         Nothing is written until every file is encoded; then each is written to a temporary
         name and moved into place, ``fit.json`` last: it records the SHA-256 of the others,
         so :meth:`load` detects a damaged file or a folder mixing two saves. The simulator
-        itself (code) is not saved: pass it to :meth:`load` to simulate again.
+        itself (code) is not saved: pass it to :meth:`FittedSimulator.load` to simulate
+        again.
 
         Parameters
         ----------
@@ -680,11 +656,11 @@ class FitResult(_CompactRepr):
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         files = {"arrays.npz": buffer.getvalue()}
-        if self.model is not None:
+        if self.kind == "module" and self.fitted is not None:
             import torch
 
             buffer = io.BytesIO()
-            torch.save(self.model.state_dict(), buffer)
+            torch.save(self.fitted.simulator.state_dict(), buffer)
             files["model.pt"] = buffer.getvalue()
         record = {
             "format": "ratiokit.FitResult",
@@ -710,71 +686,31 @@ class FitResult(_CompactRepr):
         return folder
 
     @classmethod
-    def load(cls, path: Any, *, simulator: Any = None) -> FitResult:
+    def load(cls, path: Any) -> FitResult:
         """Read a result written by :meth:`save`; nothing in the files is executed.
+
+        The result has no :attr:`fitted` (the simulator's code is not saved): rebuild it
+        with :meth:`FittedSimulator.load`.
 
         Parameters
         ----------
         path : str or path-like
             The folder.
-        simulator : callable or torch.nn.Module, default=None
-            The simulator, to :meth:`simulate` again; for a generator module, a module of
-            the same architecture, which receives the saved weights (on a copy).
 
         Raises
         ------
         ValueError
-            If the folder does not hold a saved FitResult of a known version, a file is
-            damaged or from another save (its SHA-256 differs from the one in ``fit.json``),
-            ``model.pt`` holds anything but tensors, or ``simulator`` does not have the saved
-            module's architecture.
+            If the folder does not hold a saved FitResult of a known version, or a file is
+            damaged or from another save (its SHA-256 differs from the one in ``fit.json``).
         """
-        import copy
         import io
-        import json
         import zipfile
         from pathlib import Path
 
-        from ratiokit._checkpoint import digest, load_tensors
-
         folder = Path(path)
+        record, hashes = _read_record(folder)
         try:
-            record = json.loads((folder / "fit.json").read_bytes())
-        except OSError as err:
-            raise ValueError(f"`path` must be a folder written by FitResult.save; {err}") from err
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(
-                f"`path` must hold an intact fit.json; got one that is not valid JSON in "
-                f"{str(folder)!r} ({err})."
-            ) from err
-        found = record if isinstance(record, dict) else {}
-        if found.get("format") != "ratiokit.FitResult" or found.get("version") not in (1, 2):
-            raise ValueError(
-                "`path` must hold a FitResult of format version 1 or 2; got "
-                f"{found.get('format')!r} version {found.get('version')!r}."
-            )
-        # Version 1 recorded no hashes; from version 2 every other file is checked.
-        hashes = found.get("sha256", {}) if found["version"] >= 2 else None
-
-        def read(name: str) -> bytes:
-            try:
-                data = (folder / name).read_bytes()
-            except OSError as err:
-                raise ValueError(
-                    f"`path` must be a folder written by FitResult.save; {err}"
-                ) from err
-            if hashes is not None and (
-                not isinstance(hashes, dict) or hashes.get(name) != digest(data)
-            ):
-                raise ValueError(
-                    f"`path` must hold the files of one save; {name} in {str(folder)!r} does "
-                    "not match the SHA-256 recorded in fit.json: it was modified, truncated or "
-                    "written by another save."
-                )
-            return data
-
-        try:
-            with np.load(io.BytesIO(read("arrays.npz"))) as npz:
+            with np.load(io.BytesIO(_read_checked(folder, "arrays.npz", hashes))) as npz:
                 arrays = {key: npz[key] for key in npz.files}
         except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
             raise ValueError(f"`path` must hold an intact arrays.npz; {err}") from err
@@ -785,19 +721,6 @@ class FitResult(_CompactRepr):
                 f"`path` must hold an intact fit.json; got one in {str(folder)!r} whose "
                 f"field {err} is missing or malformed."
             ) from err
-        model = None
-        if fields["kind"] == "module" and simulator is not None:
-            state = load_tensors(read("model.pt"), f"{str(folder / 'model.pt')!r}")
-            model = copy.deepcopy(simulator)
-            try:
-                model.load_state_dict(state)
-            except (AttributeError, RuntimeError, TypeError) as err:
-                raise ValueError(
-                    "`simulator` must be a module of the saved model's architecture; got "
-                    f"{type(simulator).__name__}, which does not take the weights in "
-                    f"{str(folder / 'model.pt')!r}: {err}"
-                ) from err
-            model.eval()
         prefix = "history__"
         return cls(
             **fields,
@@ -807,9 +730,68 @@ class FitResult(_CompactRepr):
             history={k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)},
             bootstrap=arrays.get("bootstrap"),
             data=arrays.get("data"),
-            simulator=None if fields["kind"] == "module" else simulator,
-            model=model,
         )
+
+    @staticmethod
+    def load_weights(path: Any) -> dict[str, Any]:
+        """The generator's ``state_dict`` saved by :meth:`save` in ``path/model.pt``, read
+        with ``torch.load(weights_only=True)``: tensors only, nothing executed.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`load`, if ``model.pt`` is missing, does not match the SHA-256 in
+            ``fit.json`` or holds anything but tensors.
+        """
+        from pathlib import Path
+
+        from ratiokit._checkpoint import load_tensors
+
+        folder = Path(path)
+        _, hashes = _read_record(folder)
+        data = _read_checked(folder, "model.pt", hashes)
+        return load_tensors(data, f"{str(folder / 'model.pt')!r}")
+
+
+def _read_record(folder: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``fit.json`` of a saved FitResult, and the SHA-256 of its other files (None for
+    version 1, which recorded none)."""
+    import json
+
+    try:
+        record = json.loads((folder / "fit.json").read_bytes())
+    except OSError as err:
+        raise ValueError(f"`path` must be a folder written by FitResult.save; {err}") from err
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"`path` must hold an intact fit.json; got one that is not valid JSON in "
+            f"{str(folder)!r} ({err})."
+        ) from err
+    found = record if isinstance(record, dict) else {}
+    if found.get("format") != "ratiokit.FitResult" or found.get("version") not in (1, 2):
+        raise ValueError(
+            "`path` must hold a FitResult of format version 1 or 2; got "
+            f"{found.get('format')!r} version {found.get('version')!r}."
+        )
+    # Version 1 recorded no hashes; from version 2 every other file is checked.
+    return record, found.get("sha256", {}) if found["version"] >= 2 else None
+
+
+def _read_checked(folder: Any, name: str, hashes: Any) -> bytes:
+    """The bytes of ``folder / name``, checked against ``hashes`` (the SHA-256 in fit.json)."""
+    from ratiokit._checkpoint import digest
+
+    try:
+        data = (folder / name).read_bytes()
+    except OSError as err:
+        raise ValueError(f"`path` must be a folder written by FitResult.save; {err}") from err
+    if hashes is not None and (not isinstance(hashes, dict) or hashes.get(name) != digest(data)):
+        raise ValueError(
+            f"`path` must hold the files of one save; {name} in {str(folder)!r} does "
+            "not match the SHA-256 recorded in fit.json: it was modified, truncated or "
+            "written by another save."
+        )
+    return data
 
 
 #: The files :meth:`FitResult.save` writes in its folder.

@@ -20,7 +20,8 @@ import ratiokit as rk
 from ratiokit._fit_torch import convergence_failure
 from ratiokit._search import ROUGH
 from ratiokit._transforms import BoxTransform, ThetaModule, check_bounds
-from ratiokit.config import TrainConfig
+from ratiokit.config import N_PERMUTATIONS, SearchConfig, TrainConfig
+from ratiokit.fitted import FittedSimulator
 from ratiokit.results import FitResult, TwoSampleTestResult
 from ratiokit.simulators import GAndK, GaussianLocationScale
 
@@ -126,7 +127,7 @@ def test_g_and_k_recovery_by_gradient_descent():
 def test_g_and_k_recovery_gradient_free():
     sim = GAndK()
     data = sim.sample(2000, rng=12)
-    kwargs = {"method": "mmd", "n_sim": 1000, "kind": "numpy", "search": "l-bfgs-b"}
+    kwargs = {"method": "mmd", "kind": "numpy", "config": SearchConfig("l-bfgs-b", n_sim=1000)}
     res = rk.fit(sim, data, theta0=normal_start(data), rng=0, **kwargs)
     # One fixed set of 1000 simulations (common random numbers) adds as much noise as the
     # data: sd over 6 independent data sets and seeds (n = 2000, these settings) was
@@ -139,10 +140,19 @@ def test_global_search_and_lbfgsb_find_the_same_minimum(gauss_data):
     kwargs = {"method": "moments", "kind": "numpy", "rng": 3}
     bounds = [(-5.0, 5.0), (0.1, 5.0)]
     glob = rk.fit(
-        numpy_gauss, gauss_data, bounds=bounds, search="global", max_evaluations=300, **kwargs
+        numpy_gauss,
+        gauss_data,
+        bounds=bounds,
+        config=SearchConfig("global", max_evaluations=300),
+        **kwargs,
     )
     quasi = rk.fit(
-        numpy_gauss, gauss_data, theta0=[0.0, 1.0], bounds=bounds, search="l-bfgs-b", **kwargs
+        numpy_gauss,
+        gauss_data,
+        theta0=[0.0, 1.0],
+        bounds=bounds,
+        config=SearchConfig("l-bfgs-b"),
+        **kwargs,
     )
     # Under common random numbers the objective is one deterministic function of theta, so
     # the two searches agree to their tolerances (1e-3 in the transformed coordinates).
@@ -155,7 +165,8 @@ def test_global_search_and_lbfgsb_find_the_same_minimum(gauss_data):
 
 def test_bounds_are_respected_when_the_optimum_is_outside(gauss_data):
     bounds = [(-1.0, 0.5), (0.0, None)]
-    res = rk.fit(numpy_gauss, gauss_data, theta0=[0.0, 1.0], bounds=bounds, n_sim=200, rng=0)
+    cfg = SearchConfig(n_sim=200)
+    res = rk.fit(numpy_gauss, gauss_data, theta0=[0.0, 1.0], bounds=bounds, config=cfg, rng=0)
     thetas = res.history["theta"]
     assert (thetas[:, 0] > -1.0).all() and (thetas[:, 0] < 0.5).all() and (thetas[:, 1] > 0).all()
     assert res.theta[0] > 0.45  # pressed against the bound nearest the truth, 1.0
@@ -234,9 +245,9 @@ def test_default_settings_take_a_location_fit_to_its_minimiser():
     data = np.random.default_rng(0).normal(3.0, 1.0, size=(500, 1))
     slow = TrainConfig(max_steps=400, lr=1e-3, progress=False)
     with pytest.warns(rk.ConvergenceWarning, match="theta.0. is still drifting"):
-        res = rk.fit(location, data, theta0=[0.0], config=slow, rng=0)
+        res = rk.fit(location, data, theta0=[0.0], kind="torch", config=slow, rng=0)
     assert not res.converged and res.details["message"].startswith("theta[0] is still")
-    res = rk.fit(location, data, theta0=[0.0], rng=0)  # no warning (errors would raise)
+    res = rk.fit(location, data, theta0=[0.0], kind="torch", rng=0)  # no warning (errors raise)
     assert res.converged and res.n_steps == 2000 and res.details["config"]["lr"] == 0.05
     # 4 standard errors of a location from 500 data and 256 simulated points a step.
     assert abs(res.theta[0] - 3.0) < 4 * math.sqrt(1 / 500 + 1 / 256)
@@ -257,7 +268,7 @@ def test_a_flat_loss_is_not_converged():
     data = np.random.default_rng(0).normal(1.0, 1.0, size=(300, 1))
     cfg = TrainConfig(max_steps=40, progress=False)
     with pytest.warns(rk.ConvergenceWarning, match="did not move over the last 20 steps") as rec:
-        res = rk.fit(saturating_torch, data, theta0=[1.5], config=cfg, rng=0)
+        res = rk.fit(saturating_torch, data, theta0=[1.5], kind="torch", config=cfg, rng=0)
     assert rec[0].filename == __file__  # the warning points at the call to rk.fit
     assert issubclass(rk.ConvergenceWarning, sklearn.exceptions.ConvergenceWarning)
     assert not res.converged and res.theta[0] == 1.5
@@ -270,7 +281,8 @@ def test_a_flat_loss_is_not_converged():
 
 
 def test_same_seed_is_bit_identical_and_threads_change_nothing(gauss_data):
-    kwargs = {"theta0": [0.0, 1.0], "n_sim": 400, "sim_batch_size": 150, "rng": 5}
+    kwargs = {"theta0": [0.0, 1.0], "config": SearchConfig(n_sim=400, sim_batch_size=150)}
+    kwargs["rng"] = 5
     a = rk.fit(numpy_gauss, gauss_data, **kwargs)
     b = rk.fit(numpy_gauss, gauss_data, **kwargs)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -286,10 +298,18 @@ def test_common_random_numbers_make_the_objective_smooth(gauss_data):
     # of theta: re-evaluating the trajectory's points in a second fit with the same seed and
     # theta0 = a visited point gives the recorded loss there exactly.
     with pytest.warns(UserWarning, match=r"did not converge \(Maximum number of function"):
-        res = rk.fit(numpy_gauss, gauss_data, theta0=[0.0, 1.0], rng=1, max_evaluations=10)
+        res = rk.fit(
+            numpy_gauss,
+            gauss_data,
+            theta0=[0.0, 1.0],
+            rng=1,
+            config=SearchConfig(max_evaluations=10),
+        )
     point, loss = res.history["theta"][4], res.history["loss"][4]
     with pytest.warns(UserWarning, match="raise `max_evaluations` or `xtol`"):
-        again = rk.fit(numpy_gauss, gauss_data, theta0=point, rng=1, max_evaluations=4)
+        again = rk.fit(
+            numpy_gauss, gauss_data, theta0=point, rng=1, config=SearchConfig(max_evaluations=4)
+        )
     assert again.history["loss"][0] == loss
 
 
@@ -315,7 +335,8 @@ class FlakyExecutor(concurrent.futures.Executor):
 
 
 def test_failed_executor_tasks_are_retried_and_nothing_is_recomputed(gauss_data):
-    kwargs = {"theta0": [0.0, 1.0], "n_sim": 400, "sim_batch_size": 100, "rng": 2}
+    kwargs = {"theta0": [0.0, 1.0], "config": SearchConfig(n_sim=400, sim_batch_size=100)}
+    kwargs["rng"] = 2
     serial_sim, flaky_sim = CountingSimulator(), CountingSimulator()
     serial = rk.fit(serial_sim, gauss_data, **kwargs)
     executor = FlakyExecutor(every=3)
@@ -354,7 +375,11 @@ def test_failing_parameters_are_infeasible_and_reported(gauss_data):
     bounds = [(-5.0, 5.0), (0.1, 5.0)]
     with pytest.warns(UserWarning, match=r"failed at \d+ parameter values, treated as infeasible"):
         res = rk.fit(
-            fragile_gauss, gauss_data, bounds=bounds, search="global", max_evaluations=300, rng=0
+            fragile_gauss,
+            gauss_data,
+            bounds=bounds,
+            config=SearchConfig("global", max_evaluations=300),
+            rng=0,
         )
     assert abs(res.theta[0] - 1.0) < 4 * SE_LOC and abs(res.theta[1] - 2.0) < 4 * SE_SCALE
     kinds = set()
@@ -403,7 +428,7 @@ def test_nan_rows_are_never_dropped_silently(gauss_data):
     ):
         rk.fit(SparseNaN(), gauss_data, theta0=[0.0, 1.0], rng=0)
     sim = SparseNaN()
-    res = rk.fit(sim, gauss_data, theta0=[0.0, 1.0], nan_policy="drop", rng=0)
+    res = rk.fit(sim, gauss_data, theta0=[0.0, 1.0], config=SearchConfig(nan_policy="drop"), rng=0)
     assert res.details["n_dropped"] == sim.n_nan > 0
     assert abs(res.theta[0] - 1.0) < 4 * SE_LOC
 
@@ -415,29 +440,101 @@ def torch_gauss(theta, n, gen):
     return theta[0] + theta[1] * torch.randn(n, 1, generator=gen, dtype=theta.dtype)
 
 
+class DeclaredNumpy:
+    """numpy_gauss with the Simulator classes' declaration of its kind."""
+
+    differentiable = False
+
+    def __call__(self, theta, n, rng):
+        return numpy_gauss(theta, n, rng)
+
+
 @pytest.mark.parametrize(
-    ("simulator", "kind"),
+    ("simulator", "declared", "kind"),
     [
-        (GAUSS, "torch"),
-        (numpy_gauss, "numpy"),
-        (torch_gauss, "torch"),
-        (nn.Linear(1, 1), "module"),
+        (GAUSS, "auto", "torch"),
+        (DeclaredNumpy(), "auto", "numpy"),
+        (numpy_gauss, "auto", "numpy"),
+        (torch_gauss, "torch", "torch"),  # a torch callable is declared, never probed
+        (nn.Linear(1, 1), "auto", "module"),
     ],
-    ids=["Simulator", "numpy-callable", "torch-callable", "module"],
+    ids=["Simulator", "Simulator-numpy", "numpy-callable", "torch-callable", "module"],
 )
-def test_kind_is_detected(simulator, kind, gauss_data):
-    cfg = TrainConfig(max_steps=3, progress=False)
+def test_kind_is_detected(simulator, declared, kind, gauss_data):
     theta0 = None if kind == "module" else [0.0, 1.0]
+    if kind == "numpy":
+        cfg = SearchConfig(max_evaluations=5)
+    else:
+        cfg = TrainConfig(max_steps=3, progress=False)
     with pytest.warns(UserWarning, match="did not converge"):  # 3 steps or 5 evaluations
-        res = rk.fit(
-            simulator,
-            gauss_data,
-            theta0=theta0,
-            config=None if kind == "numpy" else cfg,
-            max_evaluations=5 if kind == "numpy" else None,
-            rng=0,
-        )
-    assert res.kind == kind
+        res = rk.fit(simulator, gauss_data, theta0=theta0, kind=declared, config=cfg, rng=0)
+    assert res.kind == kind == res.fitted.kind
+
+
+def test_a_plain_callable_is_never_probed_and_torch_code_is_told_its_kind(gauss_data):
+    # The kind of a plain callable is "numpy" without running it: it is called as the
+    # black box simulator(theta, n, rng), with NumPy arguments only. Torch code fails there,
+    # and the error says to declare it.
+    calls = []
+
+    def recording(theta, n, gen):
+        calls.append((type(theta), type(gen)))
+        return torch_gauss(theta, n, gen)
+
+    with pytest.raises(
+        ValueError, match=r"(?s)`theta0` must be a parameter .* pass `kind`='torch'"
+    ):
+        rk.fit(recording, gauss_data, theta0=[0.0, 1.0], rng=0)
+    assert calls and set(calls) == {(np.ndarray, np.random.Generator)}
+    # A NumPy simulator that fails for its own reasons gets no such advice.
+    with pytest.raises(ValueError, match="loc too large") as info:
+        rk.fit(fragile_gauss, gauss_data, theta0=[4.0, 1.0], rng=0)
+    assert "kind" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"search": "powell"}, ValueError, "`search` must be one of"),
+        ({"n_sim": 1}, ValueError, "`n_sim` must be an integer >= 2; got 1."),
+        ({"n_sim": 2.5}, TypeError, "`n_sim` must be an integer; got 2.5."),
+        ({"max_evaluations": 2}, ValueError, "`max_evaluations` must be an integer >= 3"),
+        ({"xtol": 0.0}, ValueError, "`xtol` must be a positive real number; got 0.0."),
+        ({"sim_batch_size": 0}, ValueError, "`sim_batch_size` must be an integer >= 1"),
+        ({"nan_policy": "omit"}, ValueError, "`nan_policy` must be one of"),
+    ],
+)
+def test_search_config_is_validated(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SearchConfig(**kwargs)
+
+
+def test_search_config_defaults_give_the_same_fit_as_none(gauss_data):
+    kwargs = {"theta0": [0.0, 1.0], "method": "moments", "rng": 0}
+    plain = rk.fit(numpy_gauss, gauss_data, **kwargs)
+    given = rk.fit(numpy_gauss, gauss_data, config=SearchConfig(), **kwargs)
+    np.testing.assert_array_equal(plain.history["loss"], given.history["loss"])
+    assert SearchConfig(max_evaluations=np.int64(7)).to_dict() == {
+        "search": "auto",
+        "n_sim": None,
+        "max_evaluations": 7,
+        "xtol": 1e-3,
+        "sim_batch_size": 1000,
+        "nan_policy": "fail",
+    }
+
+
+def test_a_config_of_the_other_kind_is_refused(gauss_data):
+    with pytest.raises(
+        ValueError, match="`config` must be a TrainConfig or None for kind 'torch'"
+    ):
+        rk.fit(GAUSS, gauss_data, config=SearchConfig())
+    with pytest.raises(ValueError, match="`config` must be a SearchConfig or None for a black"):
+        rk.fit(numpy_gauss, gauss_data, theta0=[0.0, 1.0], config=TrainConfig())
+    with pytest.raises(ValueError, match="`latent_dim` must be left unset for a black-box"):
+        rk.fit(numpy_gauss, gauss_data, theta0=[0.0, 1.0], latent_dim=2)
+    with pytest.raises(ValueError, match="`latent_dim` must be None for kind 'torch'"):
+        rk.fit(GAUSS, gauss_data, latent_dim=2)
 
 
 def test_gan_smoke_trains_a_copy_and_reduces_the_discrepancy():
@@ -488,6 +585,9 @@ def test_goodness_of_fit_accepts_the_right_model_and_rejects_a_wrong_one(gauss_d
     with pytest.warns(UserWarning, match="rejects the fitted model at the 1% level") as rec:
         assert wrong.goodness_of_fit(n_permutations=199, rng=0).pvalue <= 0.01
     assert rec[0].filename == __file__  # it points at the user's call
+    with pytest.warns(UserWarning, match="rejects the fitted model") as rec:
+        wrong.fitted.goodness_of_fit(skewed, n_permutations=199, rng=0)
+    assert rec[0].filename == __file__  # called directly too
 
 
 def test_save_load_round_trip(tmp_path, gauss_data):
@@ -496,7 +596,8 @@ def test_save_load_round_trip(tmp_path, gauss_data):
     )
     folder = res.save(tmp_path / "fit")
     assert sorted(p.name for p in folder.iterdir()) == ["arrays.npz", "fit.json"]
-    back = FitResult.load(folder, simulator=GAUSS)
+    back = FitResult.load(folder)
+    assert back.fitted is None  # data only: the simulator's code is not saved
     for name in ("theta", "confidence_interval", "bootstrap", "data"):
         np.testing.assert_array_equal(getattr(back, name), getattr(res, name))
     for key in res.history:
@@ -507,12 +608,16 @@ def test_save_load_round_trip(tmp_path, gauss_data):
         res.param_names,
         res.details,
     )
-    np.testing.assert_array_equal(back.simulate(5, rng=3), res.simulate(5, rng=3))
-    bare = FitResult.load(folder)
-    with pytest.raises(ValueError, match="`simulator` must be passed to FitResult.load"):
-        bare.simulate(5)
+    fitted = FittedSimulator.load(folder, simulator=GAUSS)
+    np.testing.assert_array_equal(fitted.theta, res.theta)
+    np.testing.assert_array_equal(fitted.simulate(5, rng=3), res.simulate(5, rng=3))
+    with pytest.raises(ValueError, match=r"`fitted` must hold the fitted simulator .* "
+                       r"FittedSimulator.load\(path, simulator=...\)"):  # fmt: skip
+        back.simulate(5)
+    with pytest.raises(ValueError, match="`fitted` must hold the fitted simulator"):
+        back.goodness_of_fit()
     # The traces and the bootstrap correlation, without the simulated marginal.
-    assert len(bare.plot().axes) == 4
+    assert len(back.plot().axes) == 4
     with pytest.raises(ValueError, match="`path` must be a folder written by FitResult.save"):
         FitResult.load(tmp_path / "missing")
 
@@ -527,9 +632,10 @@ def test_save_load_module_weights(tmp_path):
         )
     folder = res.save(tmp_path / "gan")
     assert (folder / "model.pt").exists()
-    back = FitResult.load(
+    back = FittedSimulator.load(
         folder, simulator=nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)).double()
     )
+    assert back.kind == "module" and back.latent_dim == 2 and not back.simulator.training
     np.testing.assert_array_equal(back.simulate(7, rng=2), res.simulate(7, rng=2))
 
 
@@ -548,6 +654,75 @@ def test_repr_plot_and_simulate(gauss_data):
     np.testing.assert_array_equal(x, GAUSS(res.theta, 10, np.random.default_rng(0)))
     with pytest.raises(ValueError, match=r"`truth` must hold 2 parameters; got 3"):
         res.plot(truth=[1, 2, 3])
+
+
+def test_the_fitted_simulator_draws_what_the_simulator_draws_at_theta(gauss_data):
+    res = rk.fit(GAUSS, gauss_data, theta0=[0.0, 1.0], kind="numpy", method="moments", rng=0)
+    fitted = res.fitted
+    assert isinstance(fitted, FittedSimulator) and fitted.simulator is GAUSS
+    np.testing.assert_array_equal(fitted.theta, res.theta)
+    # The NumPy contract: the simulator's own call at theta, with default_rng(seed).
+    expected = GAUSS(res.theta, 10, np.random.default_rng(0))
+    np.testing.assert_array_equal(fitted.simulate(10, rng=0), expected)
+    assert repr(fitted).startswith("FittedSimulator(GaussianLocationScale, kind='numpy'")
+    # A torch location model x = theta + z: the mean of 4000 draws is within 4 standard
+    # errors (1 / sqrt(4000)) of theta.
+    x = FittedSimulator(location, "torch", 1, theta=[3.0]).simulate(4000, rng=0)
+    assert x.shape == (4000, 1) and x.dtype == np.float64
+    assert abs(x.mean() - 3.0) < 4 / math.sqrt(4000)
+    # The result's goodness of fit is the fitted simulator's, on the result's data.
+    direct = fitted.goodness_of_fit(gauss_data, method="energy", n_permutations=99, rng=1)
+    forwarded = res.goodness_of_fit(method="energy", n_permutations=99, rng=1)
+    assert (direct.statistic, direct.pvalue) == (forwarded.statistic, forwarded.pvalue)
+    assert forwarded.n_permutations == 99
+    assert FittedSimulator.goodness_of_fit.__kwdefaults__["n_permutations"] == N_PERMUTATIONS
+    assert FitResult.goodness_of_fit.__kwdefaults__["n_permutations"] == N_PERMUTATIONS
+
+
+def nan_gauss(theta, n, rng):
+    x = numpy_gauss(theta, n, rng)
+    x[0] = np.nan
+    return x
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        ((3, "numpy", 1), {"theta": [1.0]}, TypeError, "`simulator` must be a callable"),
+        ((numpy_gauss, "jax", 1), {"theta": [1.0]}, ValueError, "`kind` must be one of"),
+        ((numpy_gauss, "numpy", 0), {"theta": [1.0]}, ValueError, "`n_features` must be an"),
+        ((numpy_gauss, "numpy", 1), {}, ValueError, "`theta` must be a non-empty 1-D array"),
+        ((numpy_gauss, "numpy", 1), {"theta": ["a"]}, TypeError, "`theta` must be an array"),
+        (
+            (numpy_gauss, "numpy", 1),
+            {"theta": [1.0], "latent_dim": 2},
+            ValueError,
+            "`latent_dim` must be None for `kind`='numpy'",
+        ),
+        ((numpy_gauss, "module", 1), {}, TypeError, "`simulator` must be a torch.nn.Module"),
+        (
+            (nn.Linear(2, 1), "module", 1),
+            {"theta": [1.0], "latent_dim": 2},
+            ValueError,
+            "`theta` must be None for a generator module",
+        ),
+        ((nn.Linear(2, 1), "module", 1), {}, TypeError, "`latent_dim` must be an integer"),
+    ],
+)
+def test_fitted_simulator_bad_input(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        FittedSimulator(*args, **kwargs)
+
+
+def test_fitted_simulator_names_theta_when_a_simulation_fails():
+    fitted = FittedSimulator(nan_gauss, "numpy", 1, theta=[0.5, 2.0])
+    with pytest.raises(ValueError, match=r"returned NaN or inf in 1 of 5 rows at the fitted "
+                       r"theta=\[0.5, 2\]"):  # fmt: skip
+        fitted.simulate(5, rng=0)
+    with pytest.raises(ValueError, match=r"returned shape \(5, 1\) for n = 5; expected \(5, 2\)"):
+        FittedSimulator(numpy_gauss, "numpy", 2, theta=[0.5, 2.0]).simulate(5, rng=0)
+    with pytest.raises(ValueError, match="`n` must be an integer >= 1"):
+        fitted.simulate(0)
 
 
 # ------------------------------------------------------------------ transforms
@@ -595,20 +770,29 @@ def test_theta_module_gradients_follow_the_transform():
         ({"theta0": ["a", 1]}, TypeError, "`theta0` must be an array of real numbers"),
         ({"bounds": [(0, 1), (2, 1)]}, ValueError, r"`bounds\[1\]` must have low < high"),
         ({"bounds": [(0, 1), ("a", 1)]}, TypeError, r"`bounds\[1\]` must hold real numbers"),
-        ({"search": "powell"}, ValueError, "`search` must be one of"),
         ({"kind": "jax"}, ValueError, "`kind` must be one of"),
-        ({"search": "global"}, ValueError, "`bounds` must be finite on both sides"),
-        ({"n_sim": 1}, ValueError, "`n_sim` must be an integer >= 2"),
+        (
+            {"config": SearchConfig("global")},
+            ValueError,
+            "`bounds` must be finite on both sides",
+        ),
+        (
+            {"config": SearchConfig(max_evaluations=3)},
+            ValueError,
+            "`max_evaluations` must be an integer >= 4",
+        ),
         ({"n_bootstrap": -1}, ValueError, "`n_bootstrap` must be an integer >= 0"),
-        ({"nan_policy": "omit"}, ValueError, "`nan_policy` must be one of"),
+        ({"max_retries": -1}, ValueError, "`max_retries` must be an integer >= 0"),
+        ({"timeout": 0}, ValueError, "`timeout` must be a positive real number"),
         (
             {"confidence_level": 1.0},
             ValueError,
             r"`confidence_level` must be a real number in \(0, 1\)",
         ),
         ({"executor": "dask"}, TypeError, "`executor` must be None, a concurrent.futures"),
-        ({"config": TrainConfig()}, ValueError, "`config` and `checkpoint` must be None"),
-        ({"kind": "torch", "config": {}}, TypeError, "`config` must be None or a TrainConfig"),
+        ({"config": TrainConfig()}, ValueError, "`config` must be a SearchConfig or None"),
+        ({"checkpoint": "f.ckpt"}, ValueError, "`checkpoint` must be left unset"),
+        ({"kind": "torch", "config": {}}, TypeError, "`config` must be None, a SearchConfig"),
         ({"kind": "module"}, TypeError, "`simulator` must be a torch.nn.Module for `kind`"),
         ({"rng": -1}, ValueError, "`rng` must be a non-negative integer seed"),
     ],
@@ -892,7 +1076,7 @@ def test_default_search_recovers_a_simulator_with_integer_draws():
     assert "went global" in res.details["message"]
     # A local search alone stops at noise, and says so instead of claiming a minimum.
     with pytest.warns(rk.ConvergenceWarning, match="binomial") as record:
-        local = rk.fit(sim, data, rng=0, search="nelder-mead")
+        local = rk.fit(sim, data, rng=0, config=SearchConfig("nelder-mead"))
     assert not local.converged and "seed-to-seed noise" in local.details["message"]
     assert "or `xtol`" not in str(record[0].message)  # no advice to refine a search of noise
 
@@ -917,7 +1101,9 @@ def test_lbfgsb_that_does_not_move_is_not_converged():
     # (raise `xtol`, a Nelder-Mead setting) is gone.
     data = np.round(np.random.default_rng(0).normal(2.0, 1.0, (200, 1)))
     with pytest.warns(rk.ConvergenceWarning, match="finite-difference steps") as record:
-        res = rk.fit(rounded_gauss, data, theta0=[0.3], kind="numpy", search="l-bfgs-b", rng=0)
+        res = rk.fit(
+            rounded_gauss, data, theta0=[0.3], kind="numpy", config=SearchConfig("l-bfgs-b"), rng=0
+        )
     assert not res.converged and res.theta.tolist() == [0.3]
     assert "xtol" not in str(record[0].message) and "search`='auto'" in str(record[0].message)
 
@@ -930,7 +1116,7 @@ def test_lbfgsb_stalled_by_discrete_outputs_is_not_converged():
 
     sim = ChainBinomialSIR(crn=True)
     with pytest.warns(rk.ConvergenceWarning, match="finite-difference") as record:
-        res = rk.fit(sim, sim.sample(100, rng=1), search="l-bfgs-b", rng=1)
+        res = rk.fit(sim, sim.sample(100, rng=1), config=SearchConfig("l-bfgs-b"), rng=1)
     assert not res.converged and abs(res.theta[0] - 2.5) < 0.01
     assert "xtol" not in str(record[0].message)
 
@@ -953,6 +1139,6 @@ def test_lbfgsb_abnormal_stop_names_its_failure():
 
     sim = ChainBinomialSIR(crn=False)
     with pytest.warns(rk.ConvergenceWarning, match="line search of L-BFGS-B failed") as record:
-        res = rk.fit(sim, sim.sample(100, rng=0), search="l-bfgs-b", rng=0)
+        res = rk.fit(sim, sim.sample(100, rng=0), config=SearchConfig("l-bfgs-b"), rng=0)
     assert not res.converged and not res.details["message"].startswith("ABNORMAL")
     assert "xtol" not in str(record[0].message)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import ratiokit as rk
+from ratiokit.config import SearchConfig
 from ratiokit.exceptions import ExecutorError
 from ratiokit.simulators import GaussianLocationScale
 from tests import test_simulation as faults
@@ -69,10 +70,9 @@ def client():
 
 def test_dask_gives_the_serial_fit_when_a_worker_dies(tmp_path, client):
     data = GAUSS.sample(300, rng=7)
-    # kind="numpy" skips auto-detection, which would probe the simulator in this process;
     # L-BFGS-B simulates its k + 1 finite-difference points together (12 tasks at a time).
-    kwargs = {"theta0": [0.0, 1.0], "n_sim": 400, "sim_batch_size": 100, "rng": 3}
-    kwargs.update(kind="numpy", search="l-bfgs-b")
+    config = SearchConfig("l-bfgs-b", n_sim=400, sim_batch_size=100)
+    kwargs = {"theta0": [0.0, 1.0], "config": config, "kind": "numpy", "rng": 3}
     serial_marker = tmp_path / "serial.marker"
     serial_marker.touch()  # the serial run must not kill the test process
     serial_log, dask_log = tmp_path / "serial.log", tmp_path / "dask.log"

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from ratiokit.fitted import FittedSimulator
 from ratiokit.results import FitResult
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ratiokit"
@@ -95,6 +96,11 @@ def a_result(loss=0.5, **kw):
     )
 
 
+def generator(net):
+    """A trained generator as a fit holds it (noise of 2 dimensions, data of 2 features)."""
+    return FittedSimulator(net, "module", 2, latent_dim=2)
+
+
 def files(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
@@ -172,12 +178,12 @@ def test_load_refuses_damaged_or_mixed_files(tmp_path):
 def test_any_flipped_byte_of_a_saved_file_is_refused(name, flip, tmp_path_factory):
     folder = tmp_path_factory.mktemp("fit") / "gan"
     net = nn.Linear(2, 1)
-    a_result(kind="module", model=net, details={"latent_dim": 2}).save(folder)
+    a_result(kind="module", fitted=generator(net), details={"latent_dim": 2}).save(folder)
     data = bytearray((folder / name).read_bytes())
     data[flip % len(data)] ^= 0xFF
     (folder / name).write_bytes(bytes(data))
     with pytest.raises(ValueError, match=rf"{name} in .* does not match the SHA-256"):
-        FitResult.load(folder, simulator=nn.Linear(2, 1))
+        FittedSimulator.load(folder, simulator=nn.Linear(2, 1))
 
 
 class _Payload:
@@ -192,22 +198,22 @@ class _Payload:
 
 def test_load_of_a_module_refuses_a_pickle_and_another_architecture(tmp_path):
     net = nn.Linear(2, 1)
-    res = a_result(theta=None, kind="module", model=net, details={"latent_dim": 2})
+    res = a_result(theta=None, kind="module", fitted=generator(net), details={"latent_dim": 2})
     folder = res.save(tmp_path / "gan")
-    back = FitResult.load(folder, simulator=nn.Linear(2, 1))
-    assert torch.equal(back.model.weight, net.weight) and torch.equal(back.model.bias, net.bias)
+    back = FittedSimulator.load(folder, simulator=nn.Linear(2, 1)).simulator
+    assert torch.equal(back.weight, net.weight) and torch.equal(back.bias, net.bias)
     with pytest.raises(ValueError, match=r"`simulator` must be a module of the saved model's"):
-        FitResult.load(folder, simulator=nn.Linear(3, 1))
+        FittedSimulator.load(folder, simulator=nn.Linear(3, 1))
 
     marker = tmp_path / "pwned"
     torch.save({"weight": _Payload(marker)}, folder / "model.pt")
     with pytest.raises(ValueError, match=r"model.pt in .* does not match the SHA-256"):
-        FitResult.load(folder, simulator=nn.Linear(2, 1))
+        FittedSimulator.load(folder, simulator=nn.Linear(2, 1))
     # With the hash in fit.json rewritten too, only weights_only stands in the way.
     record = json.loads((folder / "fit.json").read_text())
     record["sha256"]["model.pt"] = hashlib.sha256((folder / "model.pt").read_bytes()).hexdigest()
     (folder / "fit.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match="weights_only=True refused it") as caught:
-        FitResult.load(folder, simulator=nn.Linear(2, 1))
+        FittedSimulator.load(folder, simulator=nn.Linear(2, 1))
     assert not marker.exists()
     assert "weights_only=False" not in str(caught.value) and caught.value.__cause__ is None

@@ -21,14 +21,15 @@ import pytest
 
 import ratiokit as rk
 from ratiokit._simulation import format_theta, run_tasks
-from ratiokit.config import TrainConfig
+from ratiokit.config import SearchConfig, TrainConfig
 from ratiokit.exceptions import ExecutorError
 from ratiokit.simulators import GaussianLocationScale
 
 GAUSS = GaussianLocationScale(theta_true=(1.0, 2.0))
 # n_sim = 200 in batches of 100: two tasks per theta, so a failing theta has a batch that
 # may or may not have finished when the other fails.
-KWARGS = {"theta0": [0.0, 1.0], "n_sim": 200, "sim_batch_size": 100, "kind": "numpy", "rng": 3}
+CONFIG = SearchConfig(n_sim=200, sim_batch_size=100)
+KWARGS = {"theta0": [0.0, 1.0], "config": CONFIG, "kind": "numpy", "rng": 3}
 THRESHOLD = 0.5  # the executor fails where theta[0] > THRESHOLD; the truth is theta[0] = 1
 
 
@@ -78,7 +79,7 @@ def assert_kept_the_serial_prefix(err, serial):
     np.testing.assert_array_equal(kept.history["loss"], ref.history["loss"][:first])
     best = int(np.argmin(ref.history["loss"][:first]))
     np.testing.assert_array_equal(kept.theta, ref.history["theta"][best])
-    assert kept.n_steps == first and kept.n_simulations == first * KWARGS["n_sim"]
+    assert kept.n_steps == first and kept.n_simulations == first * CONFIG.n_sim
     assert kept.failures == ()  # nothing failed *at* a theta: the executor failed
     # The message names the failed simulations by theta.
     theta = format_theta(ref.history["theta"][first])
