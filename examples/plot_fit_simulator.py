@@ -44,7 +44,7 @@ for name, true, est in zip(sim.param_names, sim.theta_true, fit.theta, strict=Tr
 
 # %%
 # ``plot`` draws the search's trace and the data against simulations at the estimate.
-fig = fit.plot(truth=sim.theta_true)
+fig = fit.plot(truth=sim.theta_true)[0].figure  # plot returns the Axes it drew on
 plt.show()
 
 # %%

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ratiokit import simulators
     from ratiokit.benchmarking import benchmark
-    from ratiokit.config import TrainConfig
+    from ratiokit.config import SearchConfig, TrainConfig
     from ratiokit.exceptions import (
         ConvergenceWarning,
         ExecutorError,
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     )
     from ratiokit.ratio import RatioEstimator, discrepancy, divergence, estimate_ratio
     from ratiokit.results import (
+        ConfidenceInterval,
         DivergenceResult,
         FitResult,
         RatioDiagnostics,
@@ -59,7 +60,7 @@ __version__ = "0.1.0.dev0"
 #: Public name -> the module that defines it, imported on first use.
 _SOURCES = {
     "benchmark": "ratiokit.benchmarking",
-    "TrainConfig": "ratiokit.config",
+    **dict.fromkeys(["SearchConfig", "TrainConfig"], "ratiokit.config"),
     **dict.fromkeys(
         ["ConvergenceWarning", "ExecutorError", "NonFiniteLossError", "NonFiniteStatisticError"],
         "ratiokit.exceptions",
@@ -87,6 +88,7 @@ _SOURCES = {
     ),
     **dict.fromkeys(
         [
+            "ConfidenceInterval",
             "DivergenceResult",
             "FitResult",
             "RatioDiagnostics",
@@ -116,6 +118,7 @@ __all__ = [
     "METHODS",
     "MMD",
     "Classifier",
+    "ConfidenceInterval",
     "ConvergenceWarning",
     "Discrepancy",
     "DivergenceResult",
@@ -132,6 +135,7 @@ __all__ = [
     "NonFiniteStatisticError",
     "RatioDiagnostics",
     "RatioEstimator",
+    "SearchConfig",
     "TrainConfig",
     "TrainHistory",
     "TrainOutcome",

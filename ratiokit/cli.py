@@ -525,7 +525,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         from ratiokit.plot import save_figure
         from ratiokit.simulators import GAndK
 
-        fig = fitted.result.plot(truth=GAndK().theta_true, rng=0)
+        fig = fitted.result.plot(truth=GAndK().theta_true, rng=0)[0].figure
         fig.suptitle(f"g-and-k fit by MMD, n = {args.n}: estimates and truth (dashed)")
         path = save_figure(fig, Path(args.out) / "gandk_fit.png")
         print()

@@ -522,7 +522,7 @@ def mmd_demo_figure(
 MAX_FIT_PANELS = 6
 
 
-def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
+def plot_fit(result: Any, ax: Any = None, *, truth: Any = None, rng: Any = 0) -> np.ndarray:
     """Loss trace, one trace per parameter, the bootstrap correlation, and data against
     simulated marginals.
 
@@ -530,6 +530,9 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
     ----------
     result : FitResult
         A fit from :func:`ratiokit.fit`.
+    ax : sequence of Axes, default=None
+        One matplotlib Axes per panel (their number is given under Returns); default: a new
+        figure with the panels in rows of four.
     truth : array-like of shape (k,), default=None
         True parameters, drawn as dashed lines when known.
     rng : None, int or Generator, default=0
@@ -537,8 +540,8 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
 
     Returns
     -------
-    Figure
-        Panels in rows of four: the loss (with its running minimum for a search), the
+    ndarray of Axes
+        The panels drawn on, in this order: the loss (with its running minimum for a search), the
         first six parameters (estimate and bootstrap interval as a band), the correlation
         matrix of their bootstrap replicates (a heatmap labelled with the parameter names
         and the values, when there are two parameters and a ``correlation``), and the first
@@ -557,7 +560,7 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
     >>> from ratiokit.simulators import GaussianLocationScale
     >>> sim = GaussianLocationScale()
     >>> res = fit(sim, sim.sample(200, rng=0), theta0=[0.0, 1.0], kind="numpy", rng=0)
-    >>> len(plot_fit(res, truth=sim.theta_true).axes)  # loss, loc, scale, one marginal
+    >>> len(plot_fit(res, truth=sim.theta_true))  # loss, loc, scale, one marginal
     4
     """
     theta = None if result.theta is None else np.asarray(result.theta)
@@ -572,10 +575,14 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
     corr = None if result.correlation is None else np.asarray(result.correlation)
     n_corr = int(corr is not None and len(names) > 1)
     n_panels = 1 + len(names) + n_corr + n_marginals
-    ncols = min(4, n_panels)
-    fig, axes = new_figure(ncols, -(-n_panels // ncols), width=3.6, height=3.0)
-    for ax in axes[n_panels:]:
-        ax.set_visible(False)
+    if ax is None:
+        ncols = min(4, n_panels)
+        grid = new_figure(ncols, -(-n_panels // ncols), width=3.6, height=3.0)[1]
+        for spare in grid[n_panels:]:
+            spare.set_visible(False)
+        axes = grid[:n_panels]
+    else:
+        axes = _panels(ax, n_panels, "one per panel", 3.6, 3.0)
     loss = np.asarray(result.history.get("loss", []), dtype=np.float64)
     ax = axes[0]
     steps = np.arange(1, loss.size + 1)
@@ -616,7 +623,7 @@ def plot_fit(result: Any, *, truth: Any = None, rng: Any = 0) -> Figure:
         low, high = np.quantile(np.r_[data[:, j], sim[:, j]], [0.005, 0.995])
         if high > low:
             ax.set_xlim(low - 0.05 * (high - low), high + 0.05 * (high - low))
-    return fig
+    return axes
 
 
 def _plot_correlation(corr: np.ndarray, names: list[str], ax: Axes) -> None:

@@ -549,6 +549,33 @@ class FitResult(_CompactRepr):
             return repr(np.round(corr, 2).tolist())
         return super()._repr_field(name)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every field but :attr:`fitted` (which acts, and is no data), as plain data: arrays
+        as NumPy arrays, the rest as Python values (see ``DivergenceResult.to_dict``)."""
+        record = super().to_dict()
+        del record["fitted"]
+        return record
+
+    def _columns(self) -> dict[str, Any]:
+        """One row per parameter (name, estimate, interval, standard error); a generator's fit,
+        which has no theta, is one row of its scalars."""
+        if self.theta is None:
+            return super()._columns()
+        k = len(self.theta)
+        interval = (
+            np.full((k, 2), np.nan)
+            if self.confidence_interval is None
+            else np.asarray(self.confidence_interval)
+        )
+        se = self.standard_error
+        return {
+            "parameter": list(self.param_names),
+            "theta": np.asarray(self.theta, dtype=np.float64),
+            "low": interval[:, 0],
+            "high": interval[:, 1],
+            "standard_error": np.full(k, np.nan) if se is None else se,
+        }
+
     def _fitted(self) -> Any:
         if self.fitted is None:
             raise ValueError(
@@ -599,16 +626,17 @@ class FitResult(_CompactRepr):
             progress=progress,
         )
 
-    def plot(self, *, truth: Any = None, rng: Any = 0) -> Any:
+    def plot(self, ax: Any = None, *, truth: Any = None, rng: Any = 0) -> Any:
         """Loss and parameter traces, the bootstrap correlation heatmap, and data against
-        marginals simulated by :attr:`fitted` (none without it); a Figure (see
+        marginals simulated by :attr:`fitted` (none without it), on ``ax`` (one Axes per
+        panel; default: a new figure); returns the ndarray of Axes drawn on (see
         :func:`ratiokit.plot.plot_fit`).
 
         ``truth`` (k,) draws the true parameters when they are known.
         """
         from ratiokit.plot import plot_fit
 
-        return plot_fit(self, truth=truth, rng=rng)
+        return plot_fit(self, ax, truth=truth, rng=rng)
 
     def save(self, path: Any, *, overwrite: bool = False) -> Any:
         """Write the result to the folder ``path``: ``fit.json``, ``arrays.npz`` and, for a

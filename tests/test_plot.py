@@ -181,10 +181,12 @@ def test_fit_plot_draws_the_bootstrap_correlation_with_parameter_names():
         history={"loss": np.array([2.0, 1.0]), "theta": np.ones((2, 3))},
         data=np.zeros((4, 1)),
     )  # loaded without its simulator: no marginal panels
-    fig = result.plot()
-    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    drawn = result.plot()
+    titles = [ax.get_title() for ax in drawn]
     assert titles == ["mmd loss", "mu", "sigma", "nu", "bootstrap correlation"]
-    ax = fig.axes[4]
+    # The spare cell of the grid is hidden and not returned.
+    assert [ax.get_visible() for ax in drawn[0].figure.axes] == [True] * 5 + [False] * 3
+    ax = drawn[4]
     np.testing.assert_array_equal(ax.images[0].get_array().filled(np.nan), corr)
     assert ax.images[0].get_clim() == (-1.0, 1.0)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["mu", "sigma", "nu"]
@@ -195,7 +197,12 @@ def test_fit_plot_draws_the_bootstrap_correlation_with_parameter_names():
     single = FitResult(**{**result.__dict__, "param_names": ("mu",), "theta": np.ones(1),
                           "confidence_interval": None, "correlation": np.ones((1, 1)),
                           "history": {}})  # fmt: skip
-    assert [ax.get_title() for ax in single.plot().axes if ax.get_visible()] == ["mmd loss", "mu"]
+    assert [ax.get_title() for ax in single.plot()] == ["mmd loss", "mu"]
+    # Panels of the user's own: one Axes per panel, in order, or a TypeError naming `ax`.
+    mine = plot.new_figure(2)[1]
+    assert list(single.plot(ax=mine)) == list(mine) and mine[1].get_title() == "mu"
+    with pytest.raises(TypeError, match=r"`ax` must be 2 matplotlib Axes \(one per panel\)"):
+        single.plot(ax=mine[0])
 
 
 def _results():

@@ -195,24 +195,24 @@ def test_a_history_has_one_row_per_step_and_a_benchmark_one_per_cell():
 
 
 @pytest.mark.usefixtures("fake_pandas")
-def test_a_fit_result_is_one_row_of_its_scalars():
+def test_a_generator_fit_is_one_row_of_its_scalars():
     fit = FitResult(
-        theta=np.array([1.0, 2.0]),
-        param_names=("a", "b"),
+        theta=None,
+        param_names=(),
         loss=0.1,
         converged=True,
         method="mmd",
-        kind="numpy",
+        kind="module",
         n_steps=10,
         n_simulations=100,
         wall_time=1.5,
         details={"search": "local", "bounds": [[0.0, 1.0]]},
     )
-    assert fit.to_dict()["param_names"] == ["a", "b"]
+    assert fit.to_dict()["param_names"] == []
     (row,) = fit.to_dataframe().rows()
     assert row["loss"] == 0.1 and row["converged"] is True and row["n_steps"] == 10
     assert row["details.search"] == "local" and "details.bounds" not in row
-    assert "theta" not in row
+    assert row["theta"] is None and row["kind"] == "module"
 
 
 def test_to_dataframe_names_pandas_when_it_is_missing(monkeypatch):
@@ -229,3 +229,23 @@ def test_to_dataframe_with_pandas():
     assert frame.shape == (3, 4) and frame["model_loss"].tolist() == [3.0, 2.0, 1.0]
     assert TEST.to_dataframe().shape == (1, 7)
     assert BENCHMARK.to_dataframe()["time"].tolist() == [0.5, 0.7]
+
+
+def test_a_fit_is_one_row_per_parameter_and_its_dict_holds_no_live_object():
+    pandas = pytest.importorskip("pandas")
+    boot = np.array([[0.9, 2.0], [1.1, 2.4], [1.0, 2.2]])
+    res = FitResult(
+        theta=np.array([1.0, 2.2]), param_names=("loc", "scale"), loss=0.1, converged=True,
+        method="mmd", kind="numpy", n_steps=10, n_simulations=100, wall_time=0.5,
+        confidence_interval=np.array([[0.8, 1.2], [1.9, 2.5]]), bootstrap=boot,
+        fitted=object(),
+    )  # fmt: skip
+    frame = res.to_dataframe()
+    assert isinstance(frame, pandas.DataFrame)
+    assert list(frame["parameter"]) == ["loc", "scale"]
+    np.testing.assert_array_equal(frame["theta"], [1.0, 2.2])
+    np.testing.assert_array_equal(frame[["low", "high"]], [[0.8, 1.2], [1.9, 2.5]])
+    # The standard error is the sample standard deviation of the replicates, by hand.
+    np.testing.assert_allclose(frame["standard_error"], [0.1, 0.2])
+    record = res.to_dict()
+    assert "fitted" not in record and record["param_names"] == ["loc", "scale"]
