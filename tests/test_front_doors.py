@@ -167,8 +167,7 @@ def test_fit_a_numpy_simulator_by_search(name):
         theta0=[0.0],
         bounds=[(-3.0, 3.0)],
         kind="numpy",
-        n_sim=60,
-        max_evaluations=12,
+        config=rk.SearchConfig(n_sim=60, max_evaluations=12),
         rng=0,
     )
     assert res.method == name
