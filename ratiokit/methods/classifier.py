@@ -73,6 +73,11 @@ class Classifier(Discrepancy):
     row) are free of the optimism of in-sample estimates, e.g. for the plug-in
     ``KL ~ mean(oof_log_ratio_p_)``.
 
+    The settings ``max_steps`` to ``patience`` train the critic of :meth:`fit_critic`. In
+    :func:`ratiokit.train` and :func:`ratiokit.fit` the critic is trained by the
+    :class:`~ratiokit.TrainConfig` instead, so a value other than the default there is
+    refused (ValueError) rather than ignored.
+
     Parameters
     ----------
     critic : None, torch.nn.Module or scikit-learn classifier, default=None
@@ -112,11 +117,6 @@ class Classifier(Discrepancy):
     progress : bool or None, default=None
         A progress bar while training: None shows it only on a terminal, True always,
         False never.
-
-    The settings ``max_steps`` to ``patience`` train the critic of :meth:`fit_critic`. In
-    :func:`ratiokit.train` and :func:`ratiokit.fit` the critic is trained by the
-    :class:`~ratiokit.TrainConfig` instead, so a value other than the default there is
-    refused (ValueError) rather than ignored.
 
     Attributes
     ----------

@@ -573,6 +573,10 @@ class DeepKernelMMD(Discrepancy):
     (``learned_critic = True``), so :func:`~ratiokit.two_sample.two_sample_test` trains on
     one part of each sample and permutation-tests the unbiased MMD^2 on the held-out rest.
 
+    ``max_steps``, ``lr`` and ``batch_size`` train the kernel in :meth:`fit_critic`. In
+    :func:`ratiokit.train` (an MMD-GAN) the :class:`~ratiokit.TrainConfig` trains it, so a
+    value other than the default there is refused (ValueError) rather than ignored.
+
     Parameters
     ----------
     hidden : sequence of int, default=(50, 50)
@@ -586,10 +590,6 @@ class DeepKernelMMD(Discrepancy):
         Points of each sample per step (all of them when fewer).
     reg : float, default=1e-8
     tile_size : int, default=1024
-
-    ``max_steps``, ``lr`` and ``batch_size`` train the kernel in :meth:`fit_critic`. In
-    :func:`ratiokit.train` (an MMD-GAN) the :class:`~ratiokit.TrainConfig` trains it, so a
-    value other than the default there is refused (ValueError) rather than ignored.
 
     Attributes
     ----------
