@@ -786,8 +786,9 @@ class DeepKernelMMD(Discrepancy):
             "feature_bandwidth": scales[0],
             "bandwidth": scales[1],
             "epsilon": float(torch.sigmoid(self.logit_eps_.detach())),
-            "criterion": -float(self.history_.critic_loss[-1]),
         }
+        if self.history_ is not None:  # None after init_critic alone (untrained)
+            details["criterion"] = -float(self.history_.critic_loss[-1])
         return Statistics(values.cpu().numpy(), float(forms.scale()[0]), details)
 
     def extra_repr(self) -> str:
