@@ -259,7 +259,8 @@ def two_sample_test(
         Fit a learned critic on a split of ``x`` and ``y`` (True), or test the given method
         as it is already fitted, on all of both samples (False: see "Train once, test many"
         above; the method must have a learned critic, ``test_fit="split"``, be fitted, and
-        ``standardize`` be False).
+        ``standardize`` be False; nor does the test warn about the features' scales, which
+        are the fitted critic's).
     fit_size : float in (0, 1) or None, default=None
         The fraction of the smaller sample a learned critic is fitted on: the test holds out
         ``min(n, m) - ceil(fit_size min(n, m))`` points of each sample and fits on the rest
