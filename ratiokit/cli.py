@@ -622,6 +622,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
         rng=args.seed,
         progress=True if args.progress else None,
         standardize=args.standardize,
+        fit_size=args.fit_size,
     )
     n, m, d = x.shape[0], y.shape[0], x.shape[1]
     if args.json:
@@ -803,6 +804,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="give every feature unit variance first (pooled mean and standard deviation, "
         "label-free: the test stays exact); for features in different units",
+    )
+    test.add_argument(
+        "--fit-size",
+        type=float,
+        default=None,
+        metavar="F",
+        help="for a method with a learned critic (mmd_opt, mmd_deep, classifier, ...): the "
+        "fraction of each sample it is fitted on, tested on the rest (default: 0.5)",
     )
     test.add_argument("--json", action="store_true", help="print one JSON object")
     test.add_argument(

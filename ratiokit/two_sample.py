@@ -18,7 +18,10 @@ interface:
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -33,12 +36,15 @@ from ratiokit._rng import check_rng
 from ratiokit._validation import as_sample_pair, check_choice, check_device, check_int
 from ratiokit.config import N_PERMUTATIONS
 from ratiokit.critics import canonical_order
-from ratiokit.methods import TEST_FITS, Discrepancy, get_method
+from ratiokit.methods import TEST_FITS, Discrepancy, fits_on_split, get_method
 from ratiokit.results import TwoSampleTestResult
 
 __all__ = ["two_sample_test"]
 
 ALTERNATIVES = ("greater", "less", "two-sided")
+
+#: Default fraction of each sample a learned critic is fitted on (``fit_size``).
+FIT_SIZE = 0.5
 
 #: Without ``standardize``, the test warns when the pooled per-feature standard deviations of
 #: the non-constant features span more than this factor (largest / smallest).
@@ -60,8 +66,17 @@ def _two_sample_test_iv(
     device: Any,
     progress: Any,
     standardize: Any,
-) -> tuple[Discrepancy, torch.Tensor, torch.Tensor, int, str, np.random.Generator]:
+    refit: Any,
+    fit_size: Any,
+) -> tuple[Discrepancy, torch.Tensor, torch.Tensor, int, str, np.random.Generator, int]:
     estimator = get_method(method, test=True)
+    check_choice(estimator.test_fit, "test_fit", TEST_FITS)
+    if not isinstance(refit, (bool, np.bool_)):
+        raise TypeError(f"`refit` must be True or False; got {refit!r}.")
+    if not refit:
+        _check_fixed_critic(estimator, standardize)
+    split = fits_on_split(estimator) and bool(refit)
+    fraction = _check_fit_size(fit_size, split)
     n_perm = check_int(n_permutations, "n_permutations", minimum=1)
     alt = check_choice(alternative, "alternative", ALTERNATIVES)
     if not isinstance(standardize, (bool, np.bool_)):
@@ -72,23 +87,74 @@ def _two_sample_test_iv(
     device = check_device(device)
     a, b = as_sample_pair(x, y, ("x", "y"), min_samples=estimator.min_samples, device=device)
     n, m = a.shape[0], b.shape[0]
-    check_choice(estimator.test_fit, "test_fit", TEST_FITS)
-    split = estimator.test_fit == "split"
-    if split and min(n, m) < 2 * estimator.min_samples:
+    # Held out of each sample for the test: min(n, m) - ceil(fit_size min(n, m)), which is
+    # min(n, m) // 2 at the default; the critic is fitted on the rest of each. fit_size is
+    # read as the decimal it prints as (0.8 is 4/5, not its binary approximation), so that
+    # 0.8 of 40 is 32 rather than 32.000000000000004.
+    held = min(n, m) - math.ceil(Fraction(repr(fraction)) * min(n, m))
+    ms = estimator.min_samples
+    if split and min(held, min(n, m) - held) < ms:
+        if fit_size is None:
+            raise ValueError(
+                f"`x` and `y` must each have at least {2 * ms} samples for method "
+                f"{estimator.name!r}, which fits its critic on one part of each sample and "
+                f"tests on the other; got {n} and {m}."
+            )
         raise ValueError(
-            f"`x` and `y` must each have at least {2 * estimator.min_samples} samples for "
-            f"method {estimator.name!r}, which fits its critic on one part of each sample and "
-            f"tests on the other; got {n} and {m}."
+            f"`fit_size` must leave at least {ms} points of each sample to fit method "
+            f"{estimator.name!r} and {ms} to test it; got {fit_size!r}, which splits the "
+            f"smaller sample ({min(n, m)} points) into {min(n, m) - held} to fit and {held} "
+            "to test."
         )
     if estimator.null == "wild" and n != m:
         raise ValueError(
             "`x` and `y` must have the same number of samples for `null`='wild' (the wild "
             f"bootstrap swaps the pairs (x_i, y_i)); got {n} and {m}."
         )
-    if split:  # the test runs on the held-out min(n, m) // 2 points of each
-        n = m = min(n, m) // 2
+    if split:  # the test runs on the held-out points of each sample
+        n = m = held
     check_label_memory(n, m, n_perm, _scheme(estimator))
-    return estimator.to(a.device), a, b, n_perm, alt, gen
+    return estimator.to(a.device), a, b, n_perm, alt, gen, held
+
+
+def _check_fixed_critic(estimator: Discrepancy, standardize: Any) -> None:
+    """Refuse ``refit=False`` for a method without a fitted learned critic."""
+    name = estimator.name
+    if not fits_on_split(estimator):
+        raise ValueError(
+            f"`refit` must be True for method {name!r}, which has no learned critic to keep "
+            f"(`test_fit`={estimator.test_fit!r}: it is fitted without labels on the tested "
+            "data, or not at all, and the test stays exact); got False. To fix a kernel, "
+            "give its settings (e.g. `MMD(bandwidth=1.0)`)."
+        )
+    if not estimator.is_fitted():
+        raise ValueError(
+            f"`refit` must be True for an unfitted method; got False with {estimator!r}. "
+            "Fit it first on reference samples independent of `x` and `y`: "
+            "`method.fit_critic(x_ref, y_ref, rng=0)`."
+        )
+    if standardize:
+        raise ValueError(
+            "`standardize` must be False with `refit`=False, since the fitted critic expects "
+            "the units of the data it was fitted on; got True. Transform the reference and "
+            "the tested samples alike yourself."
+        )
+
+
+def _check_fit_size(fit_size: Any, split: bool) -> float:
+    """``fit_size`` as a float in (0, 1): :data:`FIT_SIZE` for None; refused without a split."""
+    if fit_size is None:
+        return FIT_SIZE
+    if not split:
+        raise ValueError(
+            "`fit_size` must be None unless the method's critic is fitted on a split of the "
+            f"samples (a learned critic with `refit`=True); got {fit_size!r}."
+        )
+    if isinstance(fit_size, bool) or not isinstance(fit_size, numbers.Real):
+        raise TypeError(f"`fit_size` must be a real number in (0, 1); got {fit_size!r}.")
+    if not 0.0 < fit_size < 1.0:
+        raise ValueError(f"`fit_size` must be a real number in (0, 1); got {fit_size!r}.")
+    return float(fit_size)
 
 
 def two_sample_test(
@@ -102,6 +168,8 @@ def two_sample_test(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     standardize: bool = False,
+    refit: bool = True,
+    fit_size: float | None = None,
 ) -> TwoSampleTestResult:
     r"""Test H0: P = Q from samples ``x`` ~ P and ``y`` ~ Q by permutations.
 
@@ -133,10 +201,20 @@ def two_sample_test(
     - ``"energy"``: the energy distance (MMD with ``k = -|x - y|``).
     - ``"moments"``: Hotelling's T^2 (with ``details["f_pvalue"]``, exact for Gaussians).
     - ``"classifier"``, ``"fdiv"``, ``"ulsif"``, ... (any method with a learned critic):
-      fitted on part of each sample, tested on the held-out rest (``min(n, m) // 2`` points of
-      each) by the mean held-out log-ratio difference ``mean_x log r - mean_y log r``;
-      ``details`` also holds the held-out accuracy (a classifier two-sample test) with its
-      permutation p-value and its exact binomial p-value.
+      fitted on part of each sample (``fit_size``), tested on the held-out rest
+      (``min(n, m) // 2`` points of each by default) by the mean held-out log-ratio
+      difference ``mean_x log r - mean_y log r``; ``details`` also holds the held-out
+      accuracy (a classifier two-sample test) with its permutation p-value and its exact
+      binomial p-value.
+
+    Train once, test many (``refit=False``): a learned method already fitted on reference
+    samples (``method.fit_critic(x_ref, y_ref, rng=0)``) is tested as fitted, on all of ``x``
+    and ``y``, with no split and no training; drift monitoring fits once on reference data
+    and tests each new batch. The p-value stays exact when the critic never saw ``x`` and
+    ``y``: fitted on a draw independent of them, it is a fixed function, so under H0 the
+    pooled sample is exchangeable given it, as for a kernel chosen in advance. Fitted on any
+    of the tested points, the critic depends on their labels and the test is not valid (it
+    rejects too often).
 
     Parameters
     ----------
@@ -177,6 +255,17 @@ def two_sample_test(
         non-constant features' pooled standard deviations differ by more than a factor of
         100 (:data:`SCALE_RATIO_WARN`) the test warns and suggests True. Hotelling's T^2
         (``"moments"``) does not depend on the features' units either way.
+    refit : bool, default=True
+        Fit a learned critic on a split of ``x`` and ``y`` (True), or test the given method
+        as it is already fitted, on all of both samples (False: see "Train once, test many"
+        above; the method must have a learned critic, ``test_fit="split"``, be fitted, and
+        ``standardize`` be False; nor does the test warn about the features' scales, which
+        are the fitted critic's).
+    fit_size : float in (0, 1) or None, default=None
+        The fraction of the smaller sample a learned critic is fitted on: the test holds out
+        ``min(n, m) - ceil(fit_size min(n, m))`` points of each sample and fits on the rest
+        of each. None means :data:`FIT_SIZE` (0.5). Only for a learned critic with
+        ``refit=True``; given otherwise, it is refused.
 
     Returns
     -------
@@ -228,17 +317,29 @@ def two_sample_test(
     >>> bool(two_sample_test(x, gen.normal(size=(100, 2)), rng=0).pvalue > 0.05)
     True
     """
-    estimator, a, b, n_perm, alt, gen = _two_sample_test_iv(
-        x, y, method, n_permutations, alternative, rng, device, progress, standardize
+    estimator, a, b, n_perm, alt, gen, held = _two_sample_test_iv(
+        x,
+        y,
+        method,
+        n_permutations,
+        alternative,
+        rng,
+        device,
+        progress,
+        standardize,
+        refit,
+        fit_size,
     )
     split_rng, fit_rng, label_rng = gen.spawn(3)
     details: dict[str, Any] = {"standardized": bool(standardize)}
     if standardize:
         a, b = _standardize(a, b)
-    elif not estimator.scale_invariant:
+    elif refit and not estimator.scale_invariant:
         _warn_feature_scales(a, b)
-    if estimator.test_fit == "split":
-        (a_fit, b_fit), (a, b) = _split(a, b, split_rng)
+    if not refit:  # a learned critic fitted on independent data: tested as it is, on all
+        details["refit"] = False
+    elif fits_on_split(estimator):
+        (a_fit, b_fit), (a, b) = _split(a, b, held, split_rng)
         estimator.fit_critic(a_fit, b_fit, rng=fit_rng)
         details.update(n_fit_x=a_fit.shape[0], n_fit_y=b_fit.shape[0])
     elif estimator.test_fit == "all":
@@ -335,10 +436,9 @@ def _scheme(estimator: Discrepancy) -> str:
 
 
 def _split(
-    a: torch.Tensor, b: torch.Tensor, rng: np.random.Generator
+    a: torch.Tensor, b: torch.Tensor, held: int, rng: np.random.Generator
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Random fit/test split: ``min(n, m) // 2`` points of each sample are held out."""
-    held = min(a.shape[0], b.shape[0]) // 2
+    """Random fit/test split: ``held`` points of each sample are held out for the test."""
     pa = torch.as_tensor(rng.permutation(a.shape[0]), device=a.device)
     pb = torch.as_tensor(rng.permutation(b.shape[0]), device=b.device)
     return (a[pa[held:]], b[pb[held:]]), (a[pa[:held]], b[pb[:held]])

@@ -16,7 +16,7 @@ import pytest
 import torch
 from scipy import stats
 
-from ratiokit.methods import METHODS, DeepKernelMMD, MMDAgg
+from ratiokit.methods import METHODS, DeepKernelMMD, MMDAgg, get_method
 from ratiokit.methods.mmd import MMD
 from ratiokit.synthetic import GaussianBlobs, GaussianShift, ScaleChange, StudentTGaussian
 from ratiokit.two_sample import two_sample_test
@@ -141,6 +141,51 @@ def test_classifier_two_sample_p_values_keep_their_level(method, scenario):
     for key in ("accuracy_pvalue", "binomial_pvalue"):
         rejections = sum(r.details[key] <= ALPHA for r in runs)
         assert rejections <= HIGH, (key, rejections)
+
+
+# --- the fixed-critic path: trained once on an independent draw, tested with refit=False ----
+
+
+def fixed_critic_pvalues(method: str, scenario: str, *, reference: bool = True) -> np.ndarray:
+    """p-values of R null draws tested with ``refit=False``: the critic fitted once on an
+    independent reference draw (``reference``), or on each tested draw itself (not valid)."""
+    index = list(SCENARIOS).index(scenario)
+    # Seed R is none of the tested seeds 0..R-1: the reference draw is independent of them.
+    # Its y is shifted by 1, so the critic has learned a real difference (drift monitoring).
+    x_ref, y_ref = SCENARIOS[scenario](np.random.default_rng([R, index]))
+    critic = get_method(FACTORIES[method]())
+    critic.fit_critic(torch.as_tensor(x_ref), torch.as_tensor(y_ref + 1.0), rng=0)
+    pvalues = []
+    for seed in range(R):
+        x, y = SCENARIOS[scenario](np.random.default_rng([seed, index]))
+        if not reference:
+            critic.fit_critic(torch.as_tensor(x), torch.as_tensor(y), rng=0)
+        res = two_sample_test(x, y, method=critic, refit=False, n_permutations=B, rng=seed)
+        pvalues.append(res.pvalue)
+    return np.array(pvalues)
+
+
+@pytest.mark.parametrize(
+    ("method", "scenario"),
+    [("mmd_opt", "gauss-d2"), ("mmd_deep", "unequal-n"), ("logistic-ratio", "student-t3")],
+)
+def test_fixed_critic_type_one_error_is_binomial(method, scenario):
+    # Given a critic fitted on a draw independent of the tested samples, the pooled tested
+    # sample is exchangeable under H0 (the critic is a fixed function, as a kernel chosen in
+    # advance), so the rank argument at the top of this file holds unchanged: the rejections
+    # in R = 200 runs are Binomial(200, 0.05), in binom.interval(0.998, 200, 0.05) = [2, 21]
+    # except with probability 0.002.
+    rejections = int(np.sum(fixed_critic_pvalues(method, scenario) <= ALPHA))
+    assert LOW <= rejections <= HIGH, f"{rejections} rejections in {R} runs"
+
+
+def test_a_critic_fitted_on_the_tested_data_is_not_a_valid_test():
+    # What the independent reference draw buys: the quadratic logistic ratio fitted on the
+    # very samples it tests favours their observed labelling over every relabelling, and
+    # rejected a true H0 in 112 of 200 runs (seeded), far above the binomial bound HIGH = 21.
+    pvalues = fixed_critic_pvalues("logistic-ratio", "gauss-d2", reference=False)
+    rejections = int(np.sum(pvalues <= ALPHA))
+    assert rejections > HIGH, f"{rejections} rejections in {R} runs"
 
 
 # --- power --------------------------------------------------------------------------------

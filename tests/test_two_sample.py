@@ -7,6 +7,7 @@ p-values by looping over all combinations with itertools.
 
 import doctest
 import itertools
+import json
 import math
 import sys
 import time
@@ -20,6 +21,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
+from sklearn.linear_model import LogisticRegression
 
 import ratiokit as rk
 from ratiokit import _permutation as engine
@@ -1235,3 +1237,194 @@ def test_unknown_test_fit_is_an_error():
     bad.test_fit = "sometimes"
     with pytest.raises(ValueError, match=r"`test_fit` must be one of .*; got 'sometimes'\."):
         two_sample_test(X, Y, method=bad)
+
+
+# --- issue 18: train once, test many (refit=False), fit_size --------------------------------
+
+# Reference draws, independent of every tested sample below: the critics are fitted on them.
+X_REF, Y_REF = normal(40, 2, 80), normal(40, 2, 81, shift=0.8)
+FIXED_CRITICS = {
+    "mmd_opt": lambda: OptimizedMMD(),
+    "mmd_deep": lambda: DeepKernelMMD(hidden=(8,), n_features=3, max_steps=20, batch_size=32),
+    "classifier": lambda: rk.methods.Classifier(critic=LogisticRegression()),
+    "logistic": LogisticRatio,
+}
+
+
+def fitted_critic(name):
+    method = FIXED_CRITICS[name]()
+    fitted = method.fit_critic(torch.as_tensor(X_REF), torch.as_tensor(Y_REF), rng=0)
+    assert fitted is method and method.is_fitted()  # fit_critic returns the fitted method
+    return method
+
+
+def direct_statistic(method, a, b):
+    """The statistic from a direct call: held-out log-ratio difference, or forward (MMD^2)."""
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    with torch.no_grad():
+        if method.has_log_ratio:
+            return float(method.log_ratio(a).mean() - method.log_ratio(b).mean())
+        return float(method(a, b))
+
+
+@pytest.mark.parametrize("name", list(FIXED_CRITICS))
+def test_fitted_critic_without_refit_equals_brute_force_on_all_the_data(name):
+    method = fitted_critic(name)
+    before = {k: v.clone() for k, v in method.state_dict().items()}
+    x, y = normal(5, 2, 82), normal(4, 2, 83, shift=0.8)
+    direct = direct_statistic(method, x, y)
+    res = two_sample_test(x, y, method=method, refit=False, n_permutations=199, rng=0)
+    # All 5 + 4 points are tested (no split, no fit): C(9, 5) = 126 <= 199 relabellings, all
+    # enumerated; brute force recomputes the fitted method's statistic on each of them.
+    values, p = brute_exact(lambda a, b: direct_statistic(method, a, b), x, y)
+    assert res.details["exact"] and res.n_permutations == 126
+    assert (res.details["n_x"], res.details["n_y"], res.details["refit"]) == (5, 4, False)
+    assert "n_fit_x" not in res.details
+    assert res.statistic == pytest.approx(direct, rel=RTOL)
+    np.testing.assert_allclose(res.null_distribution, values, rtol=RTOL, atol=1e-15)
+    assert res.pvalue == pytest.approx(p)
+    # The user's fitted instance is left as it was: same state, same statistic.
+    after = method.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert direct_statistic(method, x, y) == direct
+
+
+def test_fixed_critic_tests_each_new_batch_as_fitted():
+    # Drift monitoring: one fit on reference data, then batches; a batch like the reference's
+    # P vs a shifted batch is rejected, two draws of P are not, and each p-value is the one of
+    # the same fixed kernel given explicitly (MMD with the selected bandwidth, no selection).
+    method = fitted_critic("mmd_opt")
+    fixed = MMD(bandwidth=method.kernel_.bandwidths[0])
+    for seed, shift, rejected in [(90, 0.0, False), (91, 1.0, True)]:
+        x, y = normal(60, 2, seed), normal(60, 2, seed + 100, shift=shift)
+        res = two_sample_test(x, y, method=method, refit=False, n_permutations=199, rng=seed)
+        ref = two_sample_test(x, y, method=fixed, n_permutations=199, rng=seed)
+        assert res.pvalue == ref.pvalue and res.reject(0.05) == rejected
+        np.testing.assert_allclose(res.null_distribution, ref.null_distribution, rtol=RTOL)
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs", "error", "match"),
+    [
+        (OptimizedMMD(), {}, ValueError, r"`refit` must be True for an unfitted method; got Fa"),
+        (DeepKernelMMD(), {}, ValueError, r"`refit` must be True for an unfitted method"),
+        ("mmd_opt", {}, ValueError, r"`refit` must be True for an unfitted method"),
+        ("mmd", {}, ValueError, r"`refit` must be True for method 'mmd', which has no learned"),
+        (MMD(bandwidth=1.0), {}, ValueError, r"method 'mmd', which has no learned critic"),
+        ("moments", {}, ValueError, r"method 'moments', which has no learned critic .*'none'"),
+        ("fitted", {"standardize": True}, ValueError, r"`standardize` must be False with `ref"),
+        ("fitted", {"fit_size": 0.3}, ValueError, r"`fit_size` must be None unless .*; got 0\.3"),
+    ],
+)
+def test_refit_false_needs_a_fitted_learned_critic(method, kwargs, error, match):
+    method = fitted_critic("mmd_opt") if method == "fitted" else method
+    with pytest.raises(error, match=match):
+        two_sample_test(X, Y, method=method, refit=False, **kwargs)
+
+
+def test_refit_must_be_a_bool():
+    with pytest.raises(TypeError, match=r"`refit` must be True or False; got 'no'\."):
+        two_sample_test(X, Y, method=fitted_critic("mmd_opt"), refit="no")
+
+
+def test_unfitted_methods_are_not_fitted_and_fitted_ones_are():
+    # is_fitted: a fitted attribute (name ending in _) set where a fresh instance has None.
+    assert not any(cls().is_fitted() for cls in METHODS.values())
+    x = torch.as_tensor(X_REF)
+    assert MMD().fit_critic(x, x + 1.0).is_fitted()
+    assert DeepKernelMMD(hidden=(4,), n_features=2).init_critic(x, x, rng=0).is_fitted()
+
+
+@pytest.mark.parametrize(
+    ("fit_size", "error", "match"),
+    [
+        (0.0, ValueError, r"`fit_size` must be a real number in \(0, 1\); got 0\.0\."),
+        (1.0, ValueError, r"`fit_size` must be a real number in \(0, 1\); got 1\.0\."),
+        (float("nan"), ValueError, r"`fit_size` must be a real number in \(0, 1\); got nan\."),
+        ("half", TypeError, r"`fit_size` must be a real number in \(0, 1\); got 'half'\."),
+        (True, TypeError, r"`fit_size` must be a real number in \(0, 1\); got True\."),
+        # 15 points in the smaller sample: 0.9 fits on ceil(13.5) = 14 and leaves 1 to test;
+        # 0.05 fits on ceil(0.75) = 1; the method needs at least 2 (its min_samples) in each part.
+        (0.9, ValueError, r"`fit_size` must leave at least 2 points .* into 14 to fit and 1 t"),
+        (0.05, ValueError, r"`fit_size` must leave at least 2 points .* into 1 to fit and 14"),
+    ],
+)
+def test_fit_size_is_validated(fit_size, error, match):
+    with pytest.raises(error, match=match):
+        two_sample_test(X, Y, method=OptimizedMMD(), fit_size=fit_size)
+
+
+def test_fit_size_is_refused_where_nothing_is_fitted_on_a_split():
+    with pytest.raises(ValueError, match=r"`fit_size` must be None unless .*; got 0\.5\."):
+        two_sample_test(X, Y, method="mmd", fit_size=0.5)
+
+
+def test_fit_size_sets_the_split_and_its_default_is_the_half():
+    x, y = normal(50, 1, 84, shift=0.5), normal(40, 1, 85)
+    method = OptimizedMMD(bandwidths=[0.5, 1.0, 2.0])
+    default = two_sample_test(x, y, method=method, n_permutations=99, rng=0)
+    half = two_sample_test(x, y, method=method, n_permutations=99, rng=0, fit_size=0.5)
+    assert half.pvalue == default.pvalue and half.statistic == default.statistic
+    np.testing.assert_array_equal(half.null_distribution, default.null_distribution)
+    assert (default.details["n_x"], default.details["n_fit_x"]) == (20, 30)
+    # fit_size 0.8: 40 - 0.8 * 40 = 8 points of each sample held out, the rest (42 and 32)
+    # fitted on; recomputed from the split stream as two_sample_test documents it.
+    res = two_sample_test(x, y, method=method, n_permutations=99, rng=0, fit_size=0.8)
+    d = res.details
+    assert (d["n_x"], d["n_y"], d["n_fit_x"], d["n_fit_y"]) == (8, 8, 42, 32)
+    split = np.random.default_rng(0).spawn(3)[0]
+    px, py = split.permutation(50), split.permutation(40)
+    direct = OptimizedMMD(bandwidths=[0.5, 1.0, 2.0])
+    direct.fit_critic(torch.as_tensor(x[px[8:]]), torch.as_tensor(y[py[8:]]))
+    expected = direct_statistic(direct, x[px[:8]], y[py[:8]])
+    assert res.statistic == pytest.approx(expected, rel=RTOL)
+
+
+def test_cli_test_command_takes_the_fit_size(tmp_path, capsys):
+    from ratiokit import cli
+
+    x, y = normal(30, 2, 86), normal(30, 2, 87, shift=1.0)
+    a, b = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(a, x), np.save(b, y)
+    argv = ["test", str(a), str(b), "--method", "mmd_opt", "--seed", "0", "--json"]
+    assert cli.main([*argv, "--permutations", "99", "--fit-size", "0.7"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    res = two_sample_test(x, y, method="mmd_opt", n_permutations=99, rng=0, fit_size=0.7)
+    assert out["pvalue"] == res.pvalue and out["details"]["n_x"] == 9  # 30 - 0.7 * 30
+    assert cli.main([*argv, "--fit-size", "1.5"]) == 1
+    assert "`fit_size` must be a real number in (0, 1)" in capsys.readouterr().err
+
+
+def test_deep_kernel_criterion_gradient_equals_central_differences():
+    # The power criterion MMD^2_u / sqrt(sigma^2 + reg) of the deep kernel, differentiated by
+    # autograd in every parameter (network, log-scales, logit epsilon), against central
+    # differences (f(t + h) - f(t - h)) / 2h in float64. With h = 1e-6 the truncation error,
+    # O(h^2 f'''), is ~1e-12 and the rounding error ~eps |f| / h ~ 1e-10 relative, so 1e-6
+    # (relative to the largest gradient) bounds both with a wide margin.
+    x, y = torch.as_tensor(normal(12, 2, 88)), torch.as_tensor(normal(10, 2, 89, scale=1.5))
+    method = DeepKernelMMD(hidden=(5,), n_features=3).init_critic(x, y, rng=0)
+    with torch.no_grad():  # a non-trivial epsilon, so its gradient is exercised too
+        method.logit_eps_.fill_(-0.5)
+    params = dict(method.named_parameters())
+    assert {"log_scales_", "logit_eps_"} <= params.keys() and len(params) == 6
+    grads = torch.autograd.grad(method._criterion(x, y), list(params.values()))
+    h = 1e-6
+    numeric = []
+    with torch.no_grad():
+        for p in params.values():
+            flat = p.view(-1)
+            g = torch.empty_like(flat)
+            for i in range(flat.numel()):
+                saved = flat[i].item()
+                flat[i] = saved + h
+                up = float(method._criterion(x, y))
+                flat[i] = saved - h
+                down = float(method._criterion(x, y))
+                flat[i] = saved
+                g[i] = (up - down) / (2 * h)
+            numeric.append(g.view_as(p))
+    top = max(float(g.abs().max()) for g in grads)
+    assert top > 0
+    for name, g, n in zip(params, grads, numeric, strict=True):
+        np.testing.assert_allclose(g.numpy(), n.numpy(), atol=1e-6 * top, err_msg=name)

@@ -276,6 +276,33 @@ class Discrepancy(nn.Module):
         """Solve the method's closed-form critic on (x_p, x_q); the default has none."""
         return self
 
+    def is_fitted(self) -> bool:
+        """Whether the method holds a fitted state (from :meth:`fit_critic` or a training loop).
+
+        Fitted attributes are public names ending in ``_`` (scikit-learn's convention): the
+        method is fitted when one of them is set here while an unfitted instance with the
+        same settings, ``type(self)(**self.get_params(deep=False))``, leaves it None or
+        lacks it. A subclass whose fitted state follows another rule overrides this.
+
+        Returns
+        -------
+        bool
+
+        Examples
+        --------
+        >>> import torch
+        >>> from ratiokit.methods import OptimizedMMD
+        >>> x = torch.randn(30, 1, dtype=torch.float64)
+        >>> method = OptimizedMMD(bandwidths=[0.5, 1.0])
+        >>> method.is_fitted(), method.fit_critic(x, x + 1.0).is_fitted()
+        (False, True)
+        """
+        unfitted = _fitted_attributes(type(self)(**self.get_params(deep=False)))
+        return any(
+            value is not None and unfitted.get(name) is None
+            for name, value in _fitted_attributes(self).items()
+        )
+
     # ------------------------------------------------------------------ training hooks
 
     def init_critic(self, x_p: torch.Tensor, x_q: torch.Tensor, *, rng: Any = None) -> Discrepancy:
@@ -313,6 +340,18 @@ class Discrepancy(nn.Module):
                 "set `gradient_penalty` to 0."
             )
         return self.log_ratio(x)
+
+
+def _fitted_attributes(method: Discrepancy) -> dict[str, Any]:
+    """The public attributes of ``method`` whose names end in ``_``: plain attributes,
+    parameters, buffers and submodules alike."""
+    found = {
+        **vars(method),  # nn.Module keeps parameters, buffers and submodules out of vars()
+        **dict(method.named_parameters(recurse=False)),
+        **dict(method.named_buffers(recurse=False)),
+        **dict(method.named_children()),
+    }
+    return {k: v for k, v in found.items() if k.endswith("_") and not k.startswith("_")}
 
 
 def fits_on_split(method: Discrepancy) -> bool:

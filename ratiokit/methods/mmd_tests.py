@@ -302,7 +302,9 @@ class OptimizedMMD(MMD):
     bandwidth on one part of each sample and tests on the held-out rest, which keeps the test
     exact. Use it when the median heuristic fails: that heuristic sets the bandwidth to the
     data's overall spread and has almost no power when the distributions differ at a much
-    smaller scale.
+    smaller scale. Selected once on reference data (:meth:`fit_critic` returns the fitted
+    method), it tests new samples on all their points with
+    ``two_sample_test(x, y, method=fitted, refit=False)``.
 
     ``sigma^2_H1 = 4 var(a) / n + 4 var(b) / m`` with the per-point terms
     ``a_i = mean_{i' != i} k(x_i, x_i') - mean_j k(x_i, y_j)`` (likewise ``b_j``): the
@@ -571,7 +573,10 @@ class DeepKernelMMD(Discrepancy):
     (:func:`ratiokit.critics.train_critic`, without a validation split). The Gaussian
     factor on the inputs keeps the kernel characteristic. The critic is learned
     (``learned_critic = True``), so :func:`~ratiokit.two_sample.two_sample_test` trains on
-    one part of each sample and permutation-tests the unbiased MMD^2 on the held-out rest.
+    one part of each sample and permutation-tests the unbiased MMD^2 on the held-out rest;
+    trained once on reference data (:meth:`fit_critic` returns the fitted method), it tests
+    new samples on all their points with ``two_sample_test(x, y, method=fitted,
+    refit=False)``.
 
     ``max_steps``, ``lr`` and ``batch_size`` train the kernel in :meth:`fit_critic`. In
     :func:`ratiokit.train` (an MMD-GAN) the :class:`~ratiokit.TrainConfig` trains it, so a
@@ -786,8 +791,9 @@ class DeepKernelMMD(Discrepancy):
             "feature_bandwidth": scales[0],
             "bandwidth": scales[1],
             "epsilon": float(torch.sigmoid(self.logit_eps_.detach())),
-            "criterion": -float(self.history_.critic_loss[-1]),
         }
+        if self.history_ is not None:  # None after init_critic alone (untrained)
+            details["criterion"] = -float(self.history_.critic_loss[-1])
         return Statistics(values.cpu().numpy(), float(forms.scale()[0]), details)
 
     def extra_repr(self) -> str:
