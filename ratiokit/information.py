@@ -29,6 +29,7 @@ from ratiokit._progress import check_progress
 from ratiokit._rng import check_rng
 from ratiokit._validation import as_sample, check_choice, check_int, check_positive
 from ratiokit.critics import Standardize, check_network, check_training, mlp_critic, train_critic
+from ratiokit.exceptions import NonFiniteStatisticError
 from ratiokit.results import MutualInformationResult
 
 __all__ = ["BOUNDS", "CRITICS", "mutual_information"]
@@ -292,6 +293,15 @@ def mutual_information(
         out of range, or too few rows are left to train or evaluate.
     NonFiniteLossError
         If the training loss becomes NaN or infinite (lower ``lr``).
+    NonFiniteStatisticError
+        A ValueError: if the value on a held-out block is NaN or infinite (DV's or NWJ's
+        exponential term overflowed).
+
+    Notes
+    -----
+    The standard error is that of the held-out evaluation given the trained critic; the
+    variability of the training itself (another split or seed gives another critic) is not
+    in it, so repeated runs can spread more widely.
 
     References
     ----------
@@ -363,6 +373,13 @@ def mutual_information(
     with torch.no_grad():
         values = _per_block(lambda s: _value(method, s, clip), net, xy[test], d_x, batch_size)
     block_estimates = values.detach().cpu().numpy().astype(np.float64)
+    n_bad = int((~np.isfinite(block_estimates)).sum())
+    if n_bad:
+        raise NonFiniteStatisticError(
+            f"the {method!r} estimate is not finite on {n_bad} of {block_estimates.size} "
+            "held-out blocks (its exponential term overflowed: the "
+            "MI is too high for it); use method='smile' or 'classifier', or float64 inputs."
+        )
     k = block_estimates.size
     details: dict[str, Any] = {
         "n_train": int(train.numel()),

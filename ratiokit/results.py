@@ -1001,7 +1001,8 @@ class MutualInformationResult(_CompactRepr):
         The mean of ``block_estimates``.
     standard_error : float or None
         ``std(block_estimates, ddof=1) / sqrt(k)`` over the k disjoint held-out blocks; None
-        when there is one block.
+        when there is one block. It is the evaluation's, given the trained critic: the
+        variability of training is not in it.
     bound : str
         ``"lower bound"`` where the method's value is a variational lower bound on I(x; y)
         in expectation (dv, nwj, infonce, js), ``"estimate"`` where it is not (smile, a

@@ -834,13 +834,20 @@ class GaussianMI:
         TypeError
             If ``mi`` is not a real number.
         ValueError
-            If ``mi`` is negative or not finite, or ``dim`` is not a positive integer.
+            If ``mi`` is negative, not finite or so large per dimension that rho rounds to 1,
+            or ``dim`` is not a positive integer.
         """
         mi = _check_real(mi, "mi")
         if mi < 0:
             raise ValueError(f"`mi` must be a real number >= 0; got {mi!r}.")
         d = check_int(dim, "dim", minimum=1)
-        return cls(dim=d, rho=math.sqrt(-math.expm1(-2.0 * mi / d)))
+        rho = math.sqrt(-math.expm1(-2.0 * mi / d))
+        if rho >= 1.0:  # 1 - rho^2 = exp(-2 mi / dim) is below float64's resolution near 1
+            raise ValueError(
+                f"`mi` must be at most about 18 nats per dimension (rho rounds to 1 beyond); "
+                f"got {mi!r} for dim={d}. Raise `dim`."
+            )
+        return cls(dim=d, rho=rho)
 
     def mutual_information(self) -> float:
         """I(x; y) = -(dim / 2) log(1 - rho^2), in nats."""

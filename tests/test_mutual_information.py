@@ -84,6 +84,15 @@ def test_gaussian_mi_refuses_bad_parameters(kwargs, match):
         GaussianMI.from_mutual_information(-1.0)
 
 
+def test_gaussian_mi_refuses_an_mi_beyond_float64():
+    # 40 nats in 2 dimensions: 1 - rho^2 = exp(-40) < 2^-53, so rho would round to 1.
+    with pytest.raises(ValueError, match="`mi` must be at most about 18 nats per dimension"):
+        GaussianMI.from_mutual_information(40.0, dim=2)
+    # 40 nats in 80 dimensions (the high-MI benchmark) is fine and exact to 1e-9.
+    high = GaussianMI.from_mutual_information(40.0, dim=80)
+    assert high.mutual_information() == pytest.approx(40.0, rel=1e-9)
+
+
 def test_mlp_critic_embedding_output():
     net = mlp_critic(3, (8,), d_out=5, rng=0)
     assert net(torch.zeros(4, 3, dtype=torch.float64)).shape == (4, 5)
