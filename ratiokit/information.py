@@ -50,9 +50,9 @@ CRITICS = ("joint", "separable")
 class _JointCritic(nn.Module):
     """``f(x, y) = T([x, y])``, an MLP on the standardised concatenated rows."""
 
-    def __init__(self, net: nn.Module, d_x: int) -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        self.net, self.d_x = net, d_x
+        self.net = net
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The score matrix ``S_ij = f(x_i, y_j)`` of shape (b, b): b^2 network rows."""
@@ -146,7 +146,7 @@ def _make_critic(
     if kind == "joint":
         net = mlp_critic(x.shape[1] + y.shape[1], hidden, rng=gen, **like)
         xy = torch.cat([x, y], dim=1)
-        return _JointCritic(nn.Sequential(standardize(xy), net), x.shape[1])
+        return _JointCritic(nn.Sequential(standardize(xy), net))
     g, h = (
         nn.Sequential(
             standardize(v), mlp_critic(v.shape[1], hidden, d_out=embedding_dim, rng=gen, **like)
@@ -263,7 +263,8 @@ def mutual_information(
     max_steps : int, default=1000
         Most Adam steps (early stopping on a held-out fifth of the training part).
     batch_size : int, default=128
-        Pairs per training step and per evaluation block (InfoNCE's cap is its log).
+        Pairs per training step and at most per evaluation block (InfoNCE's cap is its
+        log); at least 3.
     lr : float, default=0.001
         Adam's learning rate.
     patience : int, default=100
@@ -323,7 +324,9 @@ def mutual_information(
     >>> res.bound, abs(res.estimate - 1.0) < 0.2
     ('estimate', True)
     """
-    check_int(batch_size, "batch_size", minimum=2)  # a block needs an off-diagonal pair
+    # Blocks of ceil(n / batch_size) nearly equal parts then hold at least 2 pairs each (one
+    # off the diagonal) for every n >= 2; batch_size = 2 would leave a single pair at odd n.
+    check_int(batch_size, "batch_size", minimum=3)
     check_training(
         max_steps=max_steps,
         batch_size=batch_size,

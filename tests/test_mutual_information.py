@@ -184,6 +184,17 @@ def test_determinism_and_torch_input():
     np.testing.assert_array_equal(first.history.critic_loss, again.history.critic_loss)
 
 
+@pytest.mark.parametrize("n", [23, 24, 25])
+def test_smallest_blocks_hold_two_pairs(n):
+    # 11 to 12 held-out pairs in blocks of at most 3: every block has an off-diagonal pair,
+    # so every block value is finite and InfoNCE stays below log 3.
+    x, y = TINY.sample(n, rng=10)
+    settings = {**FAST, "batch_size": 3, "max_steps": 20}
+    res = rk.mutual_information(x, y, method="infonce", test_fraction=0.5, rng=0, **settings)
+    assert np.isfinite(res.block_estimates).all()
+    assert (res.block_estimates <= math.log(3) + 1e-12).all()
+
+
 def test_one_dimensional_input_and_result_as_data():
     x, y = TINY.sample(300, rng=8)
     res = rk.mutual_information(x[:, 0], y[:, 0], method="nwj", rng=0, **FAST)
@@ -218,7 +229,7 @@ X, Y = TINY.sample(40, rng=0)
         ((X, Y), {"clip": 0.0}, ValueError, "`clip` must be a positive"),
         ((X, Y), {"test_fraction": 1.0}, ValueError, "`test_fraction` must be"),
         ((X, Y), {"test_fraction": "half"}, TypeError, "`test_fraction` must be"),
-        ((X, Y), {"batch_size": 1}, ValueError, "`batch_size` must be an integer >= 2"),
+        ((X, Y), {"batch_size": 2}, ValueError, "`batch_size` must be an integer >= 3"),
         ((X, Y), {"max_steps": -1}, ValueError, "`max_steps`"),
         ((X, Y), {"hidden": 64}, TypeError, "`hidden`"),
         ((X, Y), {"embedding_dim": 0}, ValueError, "`embedding_dim`"),
