@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     )
     from ratiokit.fitted import FittedSimulator
     from ratiokit.fitting import fit
+    from ratiokit.information import mutual_information
     from ratiokit.kernels import Kernel
     from ratiokit.methods import (
         KLIEP,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         ConfidenceInterval,
         DivergenceResult,
         FitResult,
+        MutualInformationResult,
         RatioDiagnostics,
         TrainHistory,
         TwoSampleTestResult,
@@ -112,6 +114,9 @@ _SOURCES = {
         ],
         "ratiokit.methods",
     ),
+    # Mutual information.
+    "mutual_information": "ratiokit.information",
+    "MutualInformationResult": "ratiokit.results",
 }
 
 __all__ = [
@@ -158,6 +163,9 @@ __all__ = [
     "RandomFeatureMMD",
     "RuLSIF",
     "ULSIF",
+    # mutual information
+    "MutualInformationResult",
+    "mutual_information",
 ]
 
 

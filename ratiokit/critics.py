@@ -95,11 +95,15 @@ def mlp_critic(
     *,
     activation: str = "elu",
     spectral_norm: bool = False,
+    d_out: int = 1,
     rng: Any = None,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
 ) -> nn.Module:
     """A multilayer perceptron from (n, ``d_in``) to (n,): one scalar output per row.
+
+    With ``d_out > 1`` it maps to (n, ``d_out``) instead (an embedding, e.g. for a separable
+    critic ``g(x)^T h(y)``).
 
     ``x -> Linear -> activation -> ... -> Linear(·, 1)``, with PyTorch's default
     initialisation drawn under a torch RNG seeded from ``rng``.
@@ -115,6 +119,8 @@ def mlp_critic(
     spectral_norm : bool, default=False
         Wrap every linear layer in :func:`torch.nn.utils.parametrizations.spectral_norm`,
         which makes the critic 1-Lipschitz in each layer (a common GAN-critic regulariser).
+    d_out : int, default=1
+        Outputs per row; 1 gives the flattened shape (n,).
     rng : None, int or numpy.random.Generator, default=None
         Seeds the initial weights; an int gives the same network every time.
     dtype : torch.dtype, default=torch.float64
@@ -124,14 +130,15 @@ def mlp_critic(
     Returns
     -------
     torch.nn.Sequential
-        Ends in ``nn.Flatten(0)``, so the output has shape (n,).
+        Ends in ``nn.Flatten(0)`` when ``d_out`` is 1, so the output has shape (n,).
 
     Raises
     ------
     TypeError
         If ``hidden`` is not a sequence of integers.
     ValueError
-        If ``d_in`` or a width is not a positive integer or ``activation`` is unknown.
+        If ``d_in``, ``d_out`` or a width is not a positive integer or ``activation`` is
+        unknown.
 
     Examples
     --------
@@ -143,16 +150,17 @@ def mlp_critic(
     True
     """
     d_in = check_int(d_in, "d_in", minimum=1)
+    d_out = check_int(d_out, "d_out", minimum=1)
     widths = check_network(hidden, activation)
     act = ACTIVATIONS[activation]
     layers: list[nn.Module] = []
     with fork_torch_rng(rng, device):
-        for w_in, w_out in zip([d_in, *widths], [*widths, 1], strict=True):
+        for w_in, w_out in zip([d_in, *widths], [*widths, d_out], strict=True):
             linear = nn.Linear(w_in, w_out, dtype=dtype, device=device)
             if spectral_norm:
                 linear = nn.utils.parametrizations.spectral_norm(linear)
             layers += [linear, act()]
-    return nn.Sequential(*layers[:-1], nn.Flatten(0))
+    return nn.Sequential(*layers[:-1], *([nn.Flatten(0)] if d_out == 1 else []))
 
 
 def make_critic(

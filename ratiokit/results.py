@@ -14,6 +14,7 @@ __all__ = [
     "ConfidenceInterval",
     "DivergenceResult",
     "FitResult",
+    "MutualInformationResult",
     "RatioDiagnostics",
     "TrainHistory",
     "TwoSampleTestResult",
@@ -988,3 +989,42 @@ class BenchmarkResult(_ResultData):
         from ratiokit.plot import plot_benchmark
 
         return plot_benchmark(self, ax=ax, metric=metric)
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class MutualInformationResult(_CompactRepr):
+    """An estimated mutual information I(x; y) = KL(p(x, y) || p(x) p(y)), in nats.
+
+    Attributes
+    ----------
+    estimate : float
+        The mean of ``block_estimates``.
+    standard_error : float or None
+        ``std(block_estimates, ddof=1) / sqrt(k)`` over the k disjoint held-out blocks; None
+        when there is one block. It is the evaluation's, given the trained critic: the
+        variability of training is not in it.
+    bound : str
+        ``"lower bound"`` where the method's value is a variational lower bound on I(x; y)
+        in expectation (dv, nwj, infonce, js), ``"estimate"`` where it is not (smile, a
+        clipped bound; classifier, a plug-in).
+    method : str
+        ``"classifier"``, ``"dv"``, ``"infonce"``, ``"js"``, ``"nwj"`` or ``"smile"``.
+    critic : str
+        ``"joint"`` or ``"separable"``.
+    block_estimates : ndarray of shape (k,)
+        The method's value on each held-out block of paired rows.
+    history : TrainHistory
+        The critic's training record.
+    details : dict
+        ``n_train``, ``n_test``, ``batch_size``, ``log_batch_size`` (InfoNCE's cap: the log
+        of the largest held-out block) and, for smile, ``clip``.
+    """
+
+    estimate: float
+    standard_error: float | None
+    bound: str
+    method: str
+    critic: str
+    block_estimates: np.ndarray
+    history: TrainHistory
+    details: dict[str, Any] = field(default_factory=dict)

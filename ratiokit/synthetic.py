@@ -29,12 +29,14 @@ __all__ = [
     "PROBLEMS",
     "CorrelatedGaussian",
     "GaussianBlobs",
+    "GaussianMI",
     "GaussianMixture",
     "GaussianPair",
     "GaussianShift",
     "ScaleChange",
     "StudentTGaussian",
     "SyntheticPair",
+    "TransformedGaussianMI",
     "make_problem",
 ]
 
@@ -782,3 +784,123 @@ def make_problem(name: str, **params: Any) -> SyntheticPair:
     (3, 2.0)
     """
     return PROBLEMS[check_choice(name, "problem", list(PROBLEMS))](**params)
+
+
+# --------------------------------------------------------------------------- dependent pairs
+
+
+@dataclass(frozen=True, kw_only=True)
+class GaussianMI:
+    """Paired samples (x, y) with known mutual information: x, y in R^dim, jointly Gaussian.
+
+    Each x_i ~ N(0, 1) and y_i = rho x_i + sqrt(1 - rho^2) e_i with e_i ~ N(0, 1), all
+    coordinates independent otherwise, so I(x; y) = -(dim / 2) log(1 - rho^2) nats. The
+    joint law of the concatenated rows (x, y) is :class:`CorrelatedGaussian` with
+    ``dim = 2 dim``, whose P is the joint and Q the product of the marginals.
+
+    Parameters
+    ----------
+    dim : int, default=1
+        Dimension of x and of y (at least 1).
+    rho : float, default=0.5
+        Correlation of each pair (x_i, y_i), in (-1, 1); 0 makes x and y independent.
+
+    Examples
+    --------
+    >>> from ratiokit.synthetic import GaussianMI
+    >>> problem = GaussianMI.from_mutual_information(2.0, dim=4)
+    >>> round(problem.rho, 4), round(problem.mutual_information(), 6)
+    (0.7951, 2.0)
+    >>> x, y = problem.sample(3, rng=0)
+    >>> x.shape, y.shape
+    ((3, 4), (3, 4))
+    """
+
+    dim: int = 1
+    rho: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_int(self.dim, "dim", minimum=1)
+        rho = _check_real(self.rho, "rho")
+        if not -1.0 < rho < 1.0:
+            raise ValueError(f"`rho` must be a real number in (-1, 1); got {self.rho!r}.")
+
+    @classmethod
+    def from_mutual_information(cls, mi: float, *, dim: int = 1) -> GaussianMI:
+        """The problem with I(x; y) = ``mi`` nats: rho = sqrt(1 - exp(-2 mi / dim)).
+
+        Raises
+        ------
+        TypeError
+            If ``mi`` is not a real number.
+        ValueError
+            If ``mi`` is negative, not finite or so large per dimension that rho rounds to 1,
+            or ``dim`` is not a positive integer.
+        """
+        mi = _check_real(mi, "mi")
+        if mi < 0:
+            raise ValueError(f"`mi` must be a real number >= 0; got {mi!r}.")
+        d = check_int(dim, "dim", minimum=1)
+        rho = math.sqrt(-math.expm1(-2.0 * mi / d))
+        if rho >= 1.0:  # 1 - rho^2 = exp(-2 mi / dim) is below float64's resolution near 1
+            raise ValueError(
+                f"`mi` must be at most about 18 nats per dimension (rho rounds to 1 beyond); "
+                f"got {mi!r} for dim={d}. Raise `dim`."
+            )
+        return cls(dim=d, rho=rho)
+
+    def mutual_information(self) -> float:
+        """I(x; y) = -(dim / 2) log(1 - rho^2), in nats."""
+        return -0.5 * self.dim * math.log1p(-self.rho * self.rho)
+
+    @property
+    def joint(self) -> CorrelatedGaussian:
+        """The pair (joint, product of marginals) over the concatenated rows (x, y)."""
+        return CorrelatedGaussian(dim=2 * self.dim, rho=self.rho)
+
+    def _transform(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The marginal maps applied to the Gaussian draws (the identity here)."""
+        return x, y
+
+    def sample(self, n: int, *, rng: RngLike = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` independent pairs (x_i, y_i).
+
+        Parameters
+        ----------
+        n : int
+            Number of pairs (at least 1).
+        rng : None, int, SeedSequence or Generator, default=None
+            Source of randomness; an int gives the same pairs on every call.
+
+        Returns
+        -------
+        x, y : ndarray of shape (n, dim)
+            Float64 samples; row i of ``x`` is paired with row i of ``y``.
+        """
+        n = check_int(n, "n", minimum=1)
+        z = check_rng(rng).standard_normal((2, n, self.dim))
+        x = z[0]
+        y = self.rho * x + math.sqrt(1.0 - self.rho * self.rho) * z[1]
+        return self._transform(x, y)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformedGaussianMI(GaussianMI):
+    """:class:`GaussianMI` through invertible marginal maps: x -> sinh(x), y -> y^3.
+
+    Mutual information is invariant under invertible maps of x and of y separately, so
+    I(sinh(x); y^3) = I(x; y) = -(dim / 2) log(1 - rho^2), while the marginals are no longer
+    Gaussian (y^3 is heavy-tailed): a check that an estimator measures dependence, not shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ratiokit.synthetic import GaussianMI, TransformedGaussianMI
+    >>> x, y = TransformedGaussianMI(rho=0.5).sample(2, rng=0)
+    >>> x0, y0 = GaussianMI(rho=0.5).sample(2, rng=0)
+    >>> bool(np.allclose(x, np.sinh(x0)) and np.allclose(y, y0**3))
+    True
+    """
+
+    def _transform(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.sinh(x), y**3
