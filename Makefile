@@ -16,15 +16,17 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 demo: $(BIN)/.installed
 	$(BIN)/ratiokit demo
 
-# The default suite, then two slow groups that CI must run too: the statistical calibration
-# of the two-sample tests (type-I error within binomial intervals, uniform p-values, power)
-# and four processes compiling one KeOps formula at once (a few minutes together); then the
+# The default suite, then the slow checks that CI must run too: the statistical calibration
+# of the two-sample tests (type-I error within binomial intervals, uniform p-values, power),
+# four processes compiling one KeOps formula at once, and the coverage of a divergence's
+# bootstrap interval (a few minutes together); then the
 # documentation site with its executed examples, warnings as errors.
 test: $(BIN)/.docs-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -m "not slow"
-	$(BIN)/python -m pytest -m slow tests/test_calibration.py tests/test_keops_cache.py
+	$(BIN)/python -m pytest -m slow tests/test_calibration.py tests/test_keops_cache.py \
+		tests/test_ratio.py::test_confidence_interval_covers_the_closed_form_kl_at_its_level
 	$(MAKE) docs
 
 # Every test, the other slow checks included (float32 sums at n = 1e5, ...).
