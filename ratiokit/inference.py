@@ -201,6 +201,12 @@ def nre_loss(scores: torch.Tensor, loss: str, gamma: float = 1.0) -> torch.Tenso
     >>> float(nre_loss(s, "nre-a")), float(nre_loss(s, "nre-b"))  # log 2 each
     (0.6931471805599453, 0.6931471805599453)
     """
+    check_choice(loss, "loss", LOSSES)
+    gamma = check_positive(gamma, "gamma")
+    if scores.ndim != 2 or scores.shape[1] < 2:
+        raise ValueError(
+            f"`scores` must have shape (b, K + 1) with K >= 1; got {tuple(scores.shape)}."
+        )
     if loss == "nre-b":
         return -(scores[:, 0] - torch.logsumexp(scores, dim=1)).mean()
     if loss == "nre-a":
@@ -309,6 +315,19 @@ class Posterior:
     """The posterior ``p(theta | x) = r(theta, x) p(theta)`` of a trained ratio critic.
 
     Built by :func:`infer` (or :meth:`load`); amortised: one critic serves every ``x``.
+
+    Parameters
+    ----------
+    critic : torch.nn.Module
+        Maps float64 rows ``[theta, x]`` of shape (m, d_theta + d_x) to ``log r``, shape (m,).
+    prior : object
+        As :func:`infer` takes it.
+    x_dim : int
+        Features of one observation.
+    settings : dict
+        How the critic was trained; :meth:`save` records it and :meth:`load` rebuilds the
+        critic from its ``"hidden"`` widths.
+    history : TrainHistory, default=None
 
     Attributes
     ----------
@@ -538,25 +557,30 @@ class Posterior:
                 f"`path` must be a file written by Posterior.save; got {str(path)!r}."
             )
         meta, tensors = loaded
-        if meta.get("contents") != _CONTENTS:
-            raise ValueError(f"`path` must hold a saved Posterior; got {str(path)!r}.")
-        settings = meta["settings"]
-        d_theta, d_x = meta["theta_dim"], meta["x_dim"]
+        try:
+            if meta["contents"] != _CONTENTS:
+                raise ValueError("'contents'")
+            settings, d_theta, d_x = meta["settings"], meta["theta_dim"], meta["x_dim"]
+            hidden = check_network(settings["hidden"], "elu")
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"`path` must hold a Posterior saved by Posterior.save; got {str(path)!r}, "
+                f"whose record lacks or malforms {err}."
+            ) from err
         if _Prior(prior).dim != d_theta:
             raise ValueError(
                 f"`prior` must have the saved dimension {d_theta}; got {_Prior(prior).dim}."
             )
         rows = torch.zeros(2, d_theta + d_x, dtype=torch.float64)
         critic = make_critic(
-            None,
-            rows,
-            rows,
-            hidden=settings["hidden"],
-            activation="elu",
-            spectral_norm=False,
-            rng=0,
+            None, rows, rows, hidden=hidden, activation="elu", spectral_norm=False, rng=0
         )
-        critic.load_state_dict(tensors["critic"])
+        try:
+            critic.load_state_dict(tensors["critic"])
+        except (KeyError, RuntimeError) as err:
+            raise ValueError(
+                f"`path` must hold the critic its record describes; got {str(path)!r} ({err})."
+            ) from err
         critic.eval()
         return cls(critic, prior, x_dim=d_x, settings=settings)
 

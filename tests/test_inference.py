@@ -344,3 +344,17 @@ def test_save_load_round_trip_and_refusals(posterior: rk.Posterior, tmp_path: ob
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="SHA-256"):
         rk.Posterior.load(path, prior=normal_prior())
+
+
+def test_nre_loss_errors_name_the_argument() -> None:
+    with pytest.raises(ValueError, match="`loss` must be one of"):
+        nre_loss(SCORES, "nre-d")
+    with pytest.raises(ValueError, match="`gamma` must be a positive real number"):
+        nre_loss(SCORES, "nre-c", 0.0)
+    with pytest.raises(ValueError, match=r"`scores` must have shape \(b, K \+ 1\)"):
+        nre_loss(SCORES[:, :1], "nre-b")
+
+
+def test_load_refuses_a_missing_file(tmp_path: object) -> None:
+    with pytest.raises(ValueError, match="`path` must be a file written by Posterior.save"):
+        rk.Posterior.load(tmp_path / "none.pt", prior=normal_prior())
