@@ -156,9 +156,8 @@ class _Prior:
             inside = prior.support.check(t).reshape(t.shape[0], -1).all(dim=1)
             lp = torch.full((t.shape[0],), -math.inf, dtype=torch.float64)
             with torch.no_grad():
-                lp[inside] = (
-                    prior.log_prob(t[inside]).reshape(int(inside.sum()), -1).sum(1).double()
-                )
+                inner = prior.log_prob(t[inside])  # shape (k, *batch_shape)
+                lp[inside] = (inner.flatten(1).sum(1) if inner.ndim > 1 else inner).double()
             return lp.numpy()
         if isinstance(prior, Sequence):
             return sum(f.logpdf(theta[:, j]) for j, f in enumerate(prior))

@@ -261,6 +261,11 @@ def test_torch_prior_outside_support_is_minus_inf() -> None:
     prior = torch.distributions.Uniform(torch.zeros(1), torch.ones(1))
     post = rk.Posterior(zero_critic(2), prior, x_dim=1, settings=SETTINGS)
     np.testing.assert_allclose(post.log_prob([[0.5], [2.0]], [0.0]), [0.0, -np.inf])
+    np.testing.assert_array_equal(post.log_prob([[-1.0], [2.0]], [0.0]), [-np.inf, -np.inf])
+    mvn = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
+    post = rk.Posterior(zero_critic(3), mvn, x_dim=1, settings=SETTINGS)
+    # The standard normal's log density at (1, 0): -log(2 pi) - 1/2.
+    np.testing.assert_allclose(post.log_prob([1.0, 0.0], [0.0]), [-math.log(2 * math.pi) - 0.5])
 
 
 # --- errors -----------------------------------------------------------------------------------
