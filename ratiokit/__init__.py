@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     )
     from ratiokit.fitted import FittedSimulator
     from ratiokit.fitting import fit
+    from ratiokit.inference import BoxUniform, Posterior, PosteriorSamples, infer
     from ratiokit.information import mutual_information
     from ratiokit.kernels import Kernel
     from ratiokit.methods import (
@@ -117,6 +118,10 @@ _SOURCES = {
     # Mutual information.
     "mutual_information": "ratiokit.information",
     "MutualInformationResult": "ratiokit.results",
+    # Simulation-based inference.
+    **dict.fromkeys(
+        ["BoxUniform", "Posterior", "PosteriorSamples", "infer"], "ratiokit.inference"
+    ),
 }
 
 __all__ = [
@@ -166,6 +171,11 @@ __all__ = [
     # mutual information
     "MutualInformationResult",
     "mutual_information",
+    # simulation-based inference
+    "BoxUniform",
+    "Posterior",
+    "PosteriorSamples",
+    "infer",
 ]
 
 

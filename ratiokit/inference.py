@@ -1,0 +1,766 @@
+"""Amortised simulation-based inference by neural ratio estimation (NRE).
+
+A critic ``f(theta, x)`` learns to tell joint pairs ``(theta, x) ~ p(theta) p(x | theta)``
+from pairs whose thetas are shuffled, ``(theta', x) ~ p(theta) p(x)``; its optimum is
+``f = log r`` with ``r(theta, x) = p(x | theta) / p(x)``, so the posterior is
+``p(theta | x) = r(theta, x) p(theta)`` (Hermans et al. 2020). :func:`infer` simulates the
+pairs, trains the critic with :func:`ratiokit.critics.train_critic` and returns a
+:class:`Posterior`, which evaluates the ratio and samples the posterior at any ``x``.
+
+(The module is not named after its function: a submodule ``ratiokit.infer`` would replace
+the lazily imported ``rk.infer``.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ratiokit._checkpoint import load_checkpoint, save_checkpoint, sidecar
+from ratiokit._progress import check_progress
+from ratiokit._rng import check_rng, fork_torch_rng
+from ratiokit._simulation import check_output
+from ratiokit._validation import as_sample, check_choice, check_int, check_positive
+from ratiokit.critics import check_network, check_training, make_critic, train_critic
+from ratiokit.results import TrainHistory
+
+__all__ = [
+    "LOSSES",
+    "SAMPLERS",
+    "BoxUniform",
+    "Posterior",
+    "PosteriorSamples",
+    "infer",
+    "nre_loss",
+]
+
+#: The training losses of :func:`infer`.
+LOSSES = ("nre-a", "nre-b", "nre-c")
+#: The samplers of :meth:`Posterior.sample`.
+SAMPLERS = ("sir", "rejection")
+#: What :meth:`Posterior.save` records, beside the checkpoint format's own tag.
+_CONTENTS = "ratiokit.Posterior"
+
+
+class BoxUniform:
+    """The uniform prior on the box ``[low_1, high_1] x ... x [low_d, high_d]``.
+
+    ``log p(theta) = -sum_j log(high_j - low_j)`` inside the box, ``-inf`` outside.
+
+    Parameters
+    ----------
+    low, high : array-like of shape (d,)
+        The box's corners; ``low < high`` in every coordinate (scalars give d = 1).
+
+    Raises
+    ------
+    ValueError
+        If the corners are not finite 1-D arrays of one length with ``low < high``.
+
+    Examples
+    --------
+    >>> prior = BoxUniform([0.0, -1.0], [1.0, 1.0])
+    >>> prior.sample(3, rng=0).shape, float(prior.log_prob([[0.5, 0.0]])[0])
+    ((3, 2), -0.6931471805599453)
+    """
+
+    def __init__(self, low: Any, high: Any) -> None:
+        self.low = np.atleast_1d(np.asarray(low, dtype=np.float64))
+        self.high = np.atleast_1d(np.asarray(high, dtype=np.float64))
+        if self.low.ndim != 1 or self.low.shape != self.high.shape:
+            raise ValueError(
+                "`low` and `high` must be 1-D arrays of one length; got shapes "
+                f"{self.low.shape} and {self.high.shape}."
+            )
+        if not (np.isfinite(self.low).all() and np.isfinite(self.high).all()):
+            raise ValueError("`low` and `high` must be finite.")
+        if not (self.low < self.high).all():
+            raise ValueError(
+                f"`low` must be below `high` in every coordinate; got {low!r}, {high!r}."
+            )
+
+    @property
+    def dim(self) -> int:
+        """The number of parameters d."""
+        return self.low.size
+
+    def sample(self, n: int, *, rng: Any = None) -> np.ndarray:
+        """``n`` independent draws, an array of shape (n, d)."""
+        n = check_int(n, "n", minimum=1)
+        return check_rng(rng).uniform(self.low, self.high, size=(n, self.dim))
+
+    def log_prob(self, theta: Any) -> np.ndarray:
+        """``log p(theta)`` of each row of ``theta`` (m, d): an array of shape (m,)."""
+        theta = np.asarray(theta, dtype=np.float64).reshape(-1, self.dim)
+        inside = ((theta >= self.low) & (theta <= self.high)).all(axis=1)
+        return np.where(inside, -np.log(self.high - self.low).sum(), -np.inf)
+
+    def __repr__(self) -> str:
+        return f"BoxUniform(low={self.low.tolist()}, high={self.high.tolist()})"
+
+
+class _Prior:
+    """One interface over the accepted priors: ``sample(n, gen)`` and ``log_prob(theta)``,
+    both on NumPy float64 arrays of shape (n, d) and (n,)."""
+
+    def __init__(self, prior: Any) -> None:
+        self.prior = prior
+        if isinstance(prior, BoxUniform):
+            self.dim = prior.dim
+        elif isinstance(prior, torch.distributions.Distribution):
+            self.shape = (*prior.batch_shape, *prior.event_shape)
+            self.dim = math.prod(self.shape)
+        elif isinstance(prior, Sequence) and not isinstance(prior, str | bytes) and prior:
+            for i, factor in enumerate(prior):
+                if not (hasattr(factor, "rvs") and hasattr(factor, "logpdf")):
+                    raise TypeError(
+                        "`prior` must be a torch distribution, a frozen scipy.stats "
+                        "distribution, a sequence of univariate ones or a BoxUniform; got "
+                        f"element {i} of type {type(factor).__name__}."
+                    )
+            self.dim = len(prior)
+        elif hasattr(prior, "rvs") and hasattr(prior, "logpdf"):
+            self.dim = int(np.size(prior.rvs(random_state=np.random.default_rng(0))))
+        else:
+            raise TypeError(
+                "`prior` must be a torch distribution, a frozen scipy.stats distribution, a "
+                f"sequence of univariate ones or a BoxUniform; got {type(prior).__name__}."
+            )
+
+    def sample(self, n: int, gen: np.random.Generator) -> np.ndarray:
+        prior = self.prior
+        if isinstance(prior, BoxUniform):
+            return prior.sample(n, rng=gen)
+        if isinstance(prior, torch.distributions.Distribution):
+            with fork_torch_rng(gen), torch.no_grad():
+                draws = prior.sample((n,))
+            return draws.reshape(n, self.dim).double().cpu().numpy()
+        if isinstance(prior, Sequence):
+            return np.stack([f.rvs(size=n, random_state=gen) for f in prior], axis=1)
+        return np.asarray(prior.rvs(size=n, random_state=gen), dtype=np.float64).reshape(n, -1)
+
+    def log_prob(self, theta: np.ndarray) -> np.ndarray:
+        prior = self.prior
+        if isinstance(prior, BoxUniform):
+            return prior.log_prob(theta)
+        if isinstance(prior, torch.distributions.Distribution):
+            t = torch.as_tensor(theta).reshape(-1, *self.shape)
+            # Only rows inside the support are evaluated (torch's validation would raise).
+            inside = prior.support.check(t).reshape(t.shape[0], -1).all(dim=1)
+            lp = torch.full((t.shape[0],), -math.inf, dtype=torch.float64)
+            with torch.no_grad():
+                inner = prior.log_prob(t[inside])  # shape (k, *batch_shape)
+                lp[inside] = (inner.flatten(1).sum(1) if inner.ndim > 1 else inner).double()
+            return lp.numpy()
+        if isinstance(prior, Sequence):
+            return sum(f.logpdf(theta[:, j]) for j, f in enumerate(prior))
+        log_p = prior.logpdf(theta.squeeze(-1) if self.dim == 1 else theta)
+        return np.asarray(log_p, dtype=np.float64).reshape(len(theta))
+
+
+def nre_loss(scores: torch.Tensor, loss: str, gamma: float = 1.0) -> torch.Tensor:
+    r"""The NRE training loss on a score matrix: column 0 joint, columns 1..K contrastive.
+
+    ``scores[i, 0] = f(theta_i, x_i)`` scores a joint pair and ``scores[i, k] = f(theta'_k, x_i)``,
+    k = 1..K, pairs with independent thetas. With ``s_0`` the joint score and ``s_k`` the
+    contrastive ones, means over rows i:
+
+    - ``"nre-b"`` (Durkan et al. 2020): the (K+1)-class cross-entropy
+      ``-E[s_0 - log sum_{k=0}^{K} exp s_k]``; its minimiser is ``log r`` plus a function of x.
+    - ``"nre-c"`` (Miller et al. 2022), with ``p_0 = 1 / (1 + gamma)``:
+      ``-E[p_0 log(K / (K + gamma sum_{k=1}^{K} e^{s_k})) + (1 - p_0) log(gamma e^{s_0} /
+      (K + gamma sum_{k=0}^{K-1} e^{s_k}))]``, minimised by ``f = log r`` exactly.
+    - ``"nre-a"`` (Hermans et al. 2020): NRE-C with K = 1 and gamma = 1, the balanced
+      logistic loss ``E[softplus(-s_0)] / 2 + E[softplus(s_1)] / 2``.
+
+    Parameters
+    ----------
+    scores : Tensor of shape (b, K + 1)
+        K >= 1 (``"nre-a"`` reads columns 0 and 1 only).
+    loss : {"nre-a", "nre-b", "nre-c"}
+    gamma : float, default=1.0
+        NRE-C's odds of a joint against an all-marginal set (positive).
+
+    Returns
+    -------
+    Tensor
+        The 0-d loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> s = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
+    >>> float(nre_loss(s, "nre-a")), float(nre_loss(s, "nre-b"))  # log 2 each
+    (0.6931471805599453, 0.6931471805599453)
+    """
+    check_choice(loss, "loss", LOSSES)
+    gamma = check_positive(gamma, "gamma")
+    if scores.ndim != 2 or scores.shape[1] < 2:
+        raise ValueError(
+            f"`scores` must have shape (b, K + 1) with K >= 1; got {tuple(scores.shape)}."
+        )
+    if loss == "nre-b":
+        return -(scores[:, 0] - torch.logsumexp(scores, dim=1)).mean()
+    if loss == "nre-a":
+        scores, gamma = scores[:, :2], 1.0
+    k = scores.shape[1] - 1
+    log_gamma, log_k = math.log(gamma), math.log(k)
+    pad = torch.full((scores.shape[0], 1), log_k, dtype=scores.dtype, device=scores.device)
+    marginal = log_k - torch.logsumexp(torch.cat([log_gamma + scores[:, 1:], pad], 1), dim=1)
+    joint = log_gamma + scores[:, 0]
+    joint = joint - torch.logsumexp(torch.cat([log_gamma + scores[:, :k], pad], 1), dim=1)
+    p_0 = 1.0 / (1.0 + gamma)
+    return -(p_0 * marginal + (1.0 - p_0) * joint).mean()
+
+
+def _scores(net: nn.Module, pairs: torch.Tensor, d_theta: int, k: int) -> torch.Tensor:
+    """``f`` on each row's joint pair and on K pairs with the thetas of the next K rows.
+
+    Row i of the result is ``[f(theta_i, x_i), f(theta_{i+1}, x_i), ..., f(theta_{i+K}, x_i)]``
+    (indices mod b): the rows are independent joint draws, so ``theta_{i+k}`` is independent
+    of ``x_i``. One network call on (K + 1) b rows.
+    """
+    theta, x = pairs[:, :d_theta], pairs[:, d_theta:]
+    rows = torch.cat([torch.cat([theta.roll(-j, 0), x], dim=1) for j in range(k + 1)])
+    return net(rows).reshape(k + 1, pairs.shape[0]).T
+
+
+def _as_batch(theta: Any, x: Any, d_theta: int, d_x: int) -> tuple[np.ndarray, np.ndarray]:
+    """``theta`` (m, d_theta) and ``x`` broadcast to (m, d_x) as float64 arrays."""
+    theta = _as_rows(theta, "theta", d_theta)
+    x = _as_rows(x, "x", d_x)
+    if x.shape[0] == 1:
+        x = np.broadcast_to(x, (theta.shape[0], d_x))
+    elif theta.shape[0] == 1:
+        theta = np.broadcast_to(theta, (x.shape[0], d_theta))
+    elif x.shape[0] != theta.shape[0]:
+        raise ValueError(
+            "`theta` and `x` must have the same number of rows, or one of them one row; got "
+            f"{theta.shape[0]} and {x.shape[0]}."
+        )
+    return theta, x
+
+
+def _as_rows(value: Any, name: str, d: int) -> np.ndarray:
+    """``value`` as a finite float64 array of shape (m, d); a 1-D input of length d is one row."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be an array of real numbers; got {value!r}.") from err
+    if arr.ndim <= 1 and arr.size == d:
+        arr = arr.reshape(1, d)
+    elif arr.ndim == 1 and d == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] != d:
+        raise ValueError(f"`{name}` must have shape (m, {d}) or ({d},); got shape {arr.shape}.")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"`{name}` must hold finite values.")
+    return arr
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class PosteriorSamples:
+    """Draws from a :class:`Posterior` at one observation, with the sampler's diagnostics.
+
+    Attributes
+    ----------
+    theta : ndarray of shape (n, d)
+        The draws.
+    method : {"sir", "rejection"}
+    n_proposals : int
+        Prior draws whose ratio was evaluated.
+    ess : float or None
+        SIR: the effective sample size ``(sum w)^2 / sum w^2`` of the importance weights
+        ``w = r(theta, x)``; at most ``n_proposals``, and the draws repeat proposals when it
+        is not well above n.
+    acceptance_rate : float or None
+        Rejection: accepted draws over proposals.
+    log_bound : float or None
+        Rejection: the bound ``log M`` on ``log r`` (the largest over the first proposals).
+    n_above_bound : int or None
+        Rejection: later proposals with ``log r > log M`` (each accepted with probability 1,
+        so under-represented; 0 means the bound held).
+    """
+
+    theta: np.ndarray
+    method: str
+    n_proposals: int
+    ess: float | None = None
+    acceptance_rate: float | None = None
+    log_bound: float | None = None
+    n_above_bound: int | None = None
+
+    def __repr__(self) -> str:
+        fields = [f"theta=<array {self.theta.shape}>", f"method={self.method!r}"]
+        for name in ("n_proposals", "ess", "acceptance_rate", "log_bound", "n_above_bound"):
+            value = getattr(self, name)
+            if value is not None:
+                fields.append(
+                    f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
+                )
+        return f"PosteriorSamples({', '.join(fields)})"
+
+
+class Posterior:
+    """The posterior ``p(theta | x) = r(theta, x) p(theta)`` of a trained ratio critic.
+
+    Built by :func:`infer` (or :meth:`load`); amortised: one critic serves every ``x``.
+
+    Parameters
+    ----------
+    critic : torch.nn.Module
+        Maps float64 rows ``[theta, x]`` of shape (m, d_theta + d_x) to ``log r``, shape (m,).
+    prior : object
+        As :func:`infer` takes it.
+    x_dim : int
+        Features of one observation.
+    settings : dict
+        How the critic was trained; :meth:`save` records it and :meth:`load` rebuilds the
+        critic from its ``"hidden"`` widths.
+    history : TrainHistory, default=None
+
+    Attributes
+    ----------
+    critic : torch.nn.Module
+        ``f([theta, x]) = log r(theta, x)``, rows of shape (m, d_theta + d_x) to (m,).
+    prior : object
+        The prior as given.
+    theta_dim, x_dim : int
+    settings : dict
+        How it was trained (loss, gamma, num_contrastive, hidden, n_simulations).
+    history : TrainHistory or None
+        The training history (None after :meth:`load`).
+    """
+
+    def __init__(
+        self,
+        critic: nn.Module,
+        prior: Any,
+        *,
+        x_dim: int,
+        settings: dict[str, Any],
+        history: TrainHistory | None = None,
+    ) -> None:
+        self._prior = _Prior(prior)
+        self.critic = critic
+        self.prior = prior
+        self.theta_dim = self._prior.dim
+        self.x_dim = x_dim
+        self.settings = dict(settings)
+        self.history = history
+
+    def __repr__(self) -> str:
+        return (
+            f"Posterior(theta_dim={self.theta_dim}, x_dim={self.x_dim}, "
+            f"loss={self.settings['loss']!r}, n_simulations={self.settings['n_simulations']})"
+        )
+
+    def _log_ratio(self, theta: np.ndarray, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            rows = torch.as_tensor(np.concatenate([theta, x], axis=1))
+            return self.critic(rows).double().numpy()
+
+    def log_ratio(self, theta: Any, x: Any) -> np.ndarray:
+        """The estimated ``log r(theta, x) = log p(x | theta) - log p(x)`` of each row.
+
+        After ``loss="nre-b"`` the estimate is ``log r`` plus an unknown function of ``x``
+        alone (that loss does not identify it); the posterior is unaffected.
+
+        Parameters
+        ----------
+        theta : array-like of shape (m, theta_dim) or (theta_dim,)
+        x : array-like of shape (m, x_dim) or (x_dim,)
+            One row is paired with every row of the other argument.
+
+        Returns
+        -------
+        ndarray of shape (m,)
+
+        Raises
+        ------
+        ValueError
+            If a shape does not fit or a value is not finite.
+        """
+        return self._log_ratio(*_as_batch(theta, x, self.theta_dim, self.x_dim))
+
+    def log_prob(self, theta: Any, x: Any) -> np.ndarray:
+        """The *unnormalised* log posterior ``log r(theta, x) + log p(theta)`` of each row.
+
+        It differs from ``log p(theta | x)`` by the log of the critic's normalising constant
+        ``log E_p(theta)[r(theta, x)]``, which is 0 for an exact ratio; ``-inf`` outside the
+        prior's support. Arguments as :meth:`log_ratio`.
+        """
+        theta, x = _as_batch(theta, x, self.theta_dim, self.x_dim)
+        return self._log_ratio(theta, x) + self._prior.log_prob(theta)
+
+    def sample(
+        self,
+        n: int,
+        *,
+        x: Any,
+        method: str = "sir",
+        n_proposals: int | None = None,
+        rng: Any = None,
+    ) -> PosteriorSamples:
+        """Draw ``n`` thetas from the posterior at the observation ``x``.
+
+        ``"sir"`` (sampling-importance-resampling): draw ``n_proposals`` thetas from the
+        prior, weight each by ``r(theta, x)`` and draw n of them with replacement in
+        proportion to the weights; exact as ``n_proposals`` grows, and the effective sample
+        size says how many distinct draws the weights are worth. ``"rejection"``: the bound
+        ``M = max r`` over ``n_proposals`` prior draws, then prior draws accepted with
+        probability ``r / M`` until n are accepted (exact when M bounds r; later draws above
+        M are counted in ``n_above_bound``).
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        x : array-like of shape (x_dim,) or (1, x_dim)
+            One observation.
+        method : {"sir", "rejection"}, default="sir"
+        n_proposals : int, default=None
+            Prior draws for SIR's weights or the rejection bound; default
+            ``max(20 n, 10_000)``.
+        rng : None, int or numpy.random.Generator, default=None
+
+        Returns
+        -------
+        PosteriorSamples
+            ``theta`` (n, theta_dim) and the sampler's diagnostics.
+
+        Raises
+        ------
+        ValueError
+            If a setting is out of range, ``x`` is not one observation, or rejection
+            sampling accepts fewer than n draws in ``1000 n_proposals`` proposals.
+        """
+        n = check_int(n, "n", minimum=1)
+        check_choice(method, "method", SAMPLERS)
+        m = (
+            max(20 * n, 10_000)
+            if n_proposals is None
+            else check_int(n_proposals, "n_proposals", minimum=1)
+        )
+        x = _as_rows(x, "x", self.x_dim)
+        if x.shape[0] != 1:
+            raise ValueError(
+                f"`x` must be one observation of shape ({self.x_dim},); got {x.shape[0]} rows."
+            )
+        gen = check_rng(rng)
+        proposals = self._prior.sample(m, gen)
+        log_r = self.log_ratio(proposals, x)
+        if method == "sir":
+            log_w = log_r - log_r.max()
+            w = np.exp(log_w)
+            ess = float(w.sum() ** 2 / (w**2).sum())
+            index = gen.choice(m, size=n, replace=True, p=w / w.sum())
+            return PosteriorSamples(theta=proposals[index], method="sir", n_proposals=m, ess=ess)
+        log_bound = float(log_r.max())
+        accepted: list[np.ndarray] = []
+        n_accepted, n_drawn, n_above = 0, 0, 0
+        while n_accepted < n:
+            if n_drawn >= 1000 * m:
+                raise ValueError(
+                    f"rejection sampling accepted {n_accepted} of {n_drawn} proposals, fewer "
+                    f"than `n`={n}; use method='sir' or more `n_proposals`."
+                )
+            theta = self._prior.sample(m, gen)
+            log_r = self.log_ratio(theta, x)
+            n_above += int((log_r > log_bound).sum())
+            keep = np.log(gen.uniform(size=m)) < log_r - log_bound
+            accepted.append(theta[keep])
+            n_accepted += int(keep.sum())
+            n_drawn += m
+        return PosteriorSamples(
+            theta=np.concatenate(accepted)[:n],
+            method="rejection",
+            n_proposals=m + n_drawn,
+            acceptance_rate=n_accepted / n_drawn,
+            log_bound=log_bound,
+            n_above_bound=n_above,
+        )
+
+    def map(self, x: Any, *, n_proposals: int = 10_000, rng: Any = None) -> np.ndarray:
+        """The maximum a posteriori theta at ``x``, approximately: the prior draw of highest
+        ``log r + log p(theta)`` among ``n_proposals`` (no gradient refinement, so its error
+        is the spacing of the draws near the mode).
+
+        Returns
+        -------
+        ndarray of shape (theta_dim,)
+        """
+        n_proposals = check_int(n_proposals, "n_proposals", minimum=1)
+        x = _as_rows(x, "x", self.x_dim)
+        if x.shape[0] != 1:
+            raise ValueError(
+                f"`x` must be one observation of shape ({self.x_dim},); got {x.shape[0]} rows."
+            )
+        theta = self._prior.sample(n_proposals, check_rng(rng))
+        return theta[int(np.argmax(self.log_prob(theta, x)))]
+
+    def save(self, path: Any, *, overwrite: bool = False) -> Path:
+        """Write the critic's weights to ``path`` and its settings to ``path.json``.
+
+        Both files carry the SHA-256 of the other (:mod:`ratiokit._checkpoint`'s format), and
+        the weights are read back with ``weights_only=True``: :meth:`load` executes nothing.
+        The prior (code) is not saved: pass it to :meth:`load`.
+
+        Raises
+        ------
+        TypeError
+            If ``overwrite`` is not a bool.
+        ValueError
+            If ``path`` or ``path.json`` exists and ``overwrite`` is False.
+        """
+        if not isinstance(overwrite, bool):
+            raise TypeError(f"`overwrite` must be True or False; got {overwrite!r}.")
+        path = Path(path)
+        if not overwrite and (path.exists() or sidecar(path).exists()):
+            raise ValueError(
+                f"`path` must be a new file; got {str(path)!r}, which exists. Pass "
+                "`overwrite=True` to replace it."
+            )
+        meta = {
+            "contents": _CONTENTS,
+            "theta_dim": self.theta_dim,
+            "x_dim": self.x_dim,
+            "settings": self.settings,
+        }
+        save_checkpoint(path, {"critic": self.critic.state_dict()}, meta)
+        return path
+
+    @classmethod
+    def load(cls, path: Any, *, prior: Any) -> Posterior:
+        """Read a posterior written by :meth:`save`, with its ``prior`` (not saved).
+
+        Raises
+        ------
+        ValueError
+            If the files are missing, modified (a SHA-256 differs), not a saved posterior,
+            or ``prior`` has another dimension than the saved one.
+        """
+        path = Path(path)
+        loaded = load_checkpoint(path)
+        if loaded is None:
+            raise ValueError(
+                f"`path` must be a file written by Posterior.save; got {str(path)!r}."
+            )
+        meta, tensors = loaded
+        try:
+            if meta["contents"] != _CONTENTS:
+                raise ValueError("'contents'")
+            settings, d_theta, d_x = meta["settings"], meta["theta_dim"], meta["x_dim"]
+            hidden = check_network(settings["hidden"], "elu")
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"`path` must hold a Posterior saved by Posterior.save; got {str(path)!r}, "
+                f"whose record lacks or malforms {err}."
+            ) from err
+        if _Prior(prior).dim != d_theta:
+            raise ValueError(
+                f"`prior` must have the saved dimension {d_theta}; got {_Prior(prior).dim}."
+            )
+        rows = torch.zeros(2, d_theta + d_x, dtype=torch.float64)
+        critic = make_critic(
+            None, rows, rows, hidden=hidden, activation="elu", spectral_norm=False, rng=0
+        )
+        try:
+            critic.load_state_dict(tensors["critic"])
+        except (KeyError, RuntimeError) as err:
+            raise ValueError(
+                f"`path` must hold the critic its record describes; got {str(path)!r} ({err})."
+            ) from err
+        critic.eval()
+        return cls(critic, prior, x_dim=d_x, settings=settings)
+
+
+def _simulate(
+    simulator: Callable[..., Any], theta: np.ndarray, vectorized: bool, gen: np.random.Generator
+) -> np.ndarray:
+    """The simulations at each row of ``theta``: an array of shape (n, d_x)."""
+    n = theta.shape[0]
+    if vectorized:
+        out = np.asarray(simulator(theta.copy(), gen))
+        d_x = out.shape[1] if out.ndim == 2 else 1
+        x, why, _ = check_output(out, n, d_x, "fail")
+        if x is None:
+            raise ValueError(f"`simulator` {why} for a batch of {n} thetas.")
+        return x
+    rows: list[np.ndarray] = []
+    for i in range(n):
+        out = np.asarray(simulator(theta[i].copy(), 1, gen))
+        d_x = rows[0].shape[1] if rows else (out.shape[1] if out.ndim == 2 else 1)
+        row, why, _ = check_output(out, 1, d_x, "fail")
+        if row is None:
+            raise ValueError(f"`simulator` {why} at theta = {theta[i].tolist()}.")
+        rows.append(row)
+    return np.concatenate(rows)
+
+
+def infer(
+    simulator: Callable[..., Any],
+    prior: Any,
+    *,
+    method: str = "nre",
+    vectorized: bool = True,
+    n_simulations: int = 10_000,
+    loss: str = "nre-a",
+    num_contrastive: int = 5,
+    gamma: float = 1.0,
+    hidden: Sequence[int] = (64, 64),
+    max_steps: int = 2000,
+    batch_size: int = 128,
+    lr: float = 0.001,
+    patience: int = 200,
+    rng: Any = None,
+    progress: bool | None = None,
+) -> Posterior:
+    r"""Learn the posterior ``p(theta | x) = r(theta, x) p(theta)`` from simulations.
+
+    Draws ``n_simulations`` pairs ``theta ~ p(theta)``, ``x ~ p(x | theta)`` and trains a
+    critic ``f([theta, x])`` (an MLP behind a standardising layer) to tell them from pairs
+    with shuffled thetas, whose optimum is ``log r(theta, x) = log p(x | theta) - log p(x)``
+    (for NRE-B up to a function of x, which cancels in the posterior). Training is
+    :func:`ratiokit.critics.train_critic`: Adam on minibatches drawn without replacement,
+    early stopping on a held-out fifth of the pairs.
+
+    Parameters
+    ----------
+    simulator : callable
+        With ``vectorized=True``: ``simulator(theta, rng) -> x`` for a batch ``theta`` of
+        shape (n, theta_dim), returning (n, x_dim) (or (n,) when x_dim = 1). With
+        ``vectorized=False``: the black box of :func:`ratiokit.fit`,
+        ``simulator(theta, n, rng)`` with ``theta`` of shape (theta_dim,), called with n = 1
+        for each theta. ``rng`` is a :class:`numpy.random.Generator`.
+    prior : torch distribution, scipy.stats frozen distribution, sequence or BoxUniform
+        A torch distribution (its batch and event shapes flattened to theta_dim), a frozen
+        scipy.stats distribution (multivariate, or univariate for theta_dim = 1), a sequence
+        of frozen univariate ones (independent coordinates), or :class:`BoxUniform`.
+    method : {"nre"}, default="nre"
+        Neural ratio estimation (the only method so far).
+    vectorized : bool, default=True
+        Which simulator contract (above) ``simulator`` follows.
+    n_simulations : int, default=10_000
+        Simulated pairs.
+    loss : {"nre-a", "nre-b", "nre-c"}, default="nre-a"
+        The training loss (see :func:`nre_loss`): NRE-A (joint against shuffled, logistic),
+        NRE-B (contrastive over ``num_contrastive`` + 1 thetas) or NRE-C (``gamma`` and
+        ``num_contrastive``).
+    num_contrastive : int, default=5
+        K, the shuffled thetas per x for NRE-B and NRE-C (below ``batch_size``); NRE-A uses 1.
+    gamma : float, default=1.0
+        NRE-C's odds of a joint set against an all-marginal one (positive).
+    hidden : sequence of int, default=(64, 64)
+        Hidden widths of the critic MLP (ELU activations).
+    max_steps, batch_size, lr, patience
+        As :func:`ratiokit.critics.train_critic`.
+    rng : None, int or numpy.random.Generator, default=None
+        Seeds the prior draws, the simulator, the critic and training; an int gives the same
+        posterior bit for bit on the CPU (for a simulator that draws only from its ``rng``).
+    progress : bool or None, default=None
+        A progress bar while training.
+
+    Returns
+    -------
+    Posterior
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type (the message names it).
+    ValueError
+        If a setting is out of range or the simulator returns a wrong shape or NaN.
+
+    References
+    ----------
+    Hermans, Begy and Louppe (2020), "Likelihood-free MCMC with amortized approximate ratio
+    estimators", ICML. Durkan, Murray and Papamakarios (2020), "On contrastive learning for
+    likelihood-free inference", ICML. Miller, Weniger and Forré (2022), "Contrastive neural
+    ratio estimation", NeurIPS.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import ratiokit as rk
+    >>> def simulator(theta, rng):  # x | theta ~ N(theta, 0.5^2)
+    ...     return theta + 0.5 * rng.standard_normal(theta.shape)
+    >>> post = rk.infer(simulator, rk.BoxUniform([-3.0], [3.0]), n_simulations=1000,
+    ...                 hidden=(16, 16), max_steps=300, rng=0)
+    >>> draws = post.sample(1000, x=[1.0], rng=0)
+    >>> draws.theta.shape, bool(abs(draws.theta.mean() - 1.0) < 0.25)
+    ((1000, 1), True)
+    """
+    check_choice(method, "method", ["nre"])
+    if not callable(simulator):
+        raise TypeError(f"`simulator` must be callable; got {type(simulator).__name__}.")
+    if not isinstance(vectorized, bool):
+        raise TypeError(f"`vectorized` must be True or False; got {vectorized!r}.")
+    n_simulations = check_int(n_simulations, "n_simulations", minimum=10)
+    check_choice(loss, "loss", LOSSES)
+    k = 1 if loss == "nre-a" else check_int(num_contrastive, "num_contrastive", minimum=1)
+    gamma = check_positive(gamma, "gamma")
+    widths = check_network(hidden, "elu")
+    check_training(
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=0.0,
+        validation_fraction=0.2,
+        patience=patience,
+    )
+    if k >= batch_size:
+        raise ValueError(
+            f"`num_contrastive` must be below `batch_size`={batch_size}; got {num_contrastive!r}."
+        )
+    n_val = math.floor(0.2 * n_simulations)
+    if n_val <= k:
+        raise ValueError(
+            f"`n_simulations` must leave more than `num_contrastive`={k} held-out pairs (a "
+            f"fifth); got {n_simulations}."
+        )
+    progress = check_progress(progress)
+    wrapped = _Prior(prior)
+    gen = check_rng(rng)
+    theta = wrapped.sample(n_simulations, gen)
+    x = _simulate(simulator, theta, vectorized, gen)
+    pairs = as_sample(np.concatenate([theta, x], axis=1), "simulations")
+    critic = make_critic(
+        None, pairs, pairs, hidden=widths, activation="elu", spectral_norm=False, rng=gen
+    )
+    d_theta = theta.shape[1]
+
+    def objective(module: nn.Module, a: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+        # ``a``: a minibatch of joint pairs (drawn without replacement), or the held-out part.
+        return nre_loss(_scores(module, a, d_theta, k), loss, gamma)
+
+    history = train_critic(
+        objective,
+        critic,
+        pairs,
+        pairs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        replace=False,
+        rng=gen,
+        progress=progress,
+    )
+    settings = {
+        "loss": loss,
+        "num_contrastive": k,
+        "gamma": gamma,
+        "hidden": list(widths),
+        "n_simulations": n_simulations,
+    }
+    return Posterior(critic, prior, x_dim=x.shape[1], settings=settings, history=history)
