@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     )
     from ratiokit.fitted import FittedSimulator
     from ratiokit.fitting import fit
-    from ratiokit.inference import BoxUniform, Posterior, PosteriorSamples, infer
+    from ratiokit.inference import Posterior, PosteriorSamples, infer
     from ratiokit.information import mutual_information
     from ratiokit.kernels import Kernel
     from ratiokit.methods import (
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         RuLSIF,
         get_method,
     )
+    from ratiokit.priors import BoxUniform
     from ratiokit.ratio import RatioEstimator, discrepancy, divergence, estimate_ratio
     from ratiokit.results import (
         ConfidenceInterval,
@@ -119,9 +120,8 @@ _SOURCES = {
     "mutual_information": "ratiokit.information",
     "MutualInformationResult": "ratiokit.results",
     # Simulation-based inference.
-    **dict.fromkeys(
-        ["BoxUniform", "Posterior", "PosteriorSamples", "infer"], "ratiokit.inference"
-    ),
+    **dict.fromkeys(["Posterior", "PosteriorSamples", "infer"], "ratiokit.inference"),
+    "BoxUniform": "ratiokit.priors",
 }
 
 __all__ = [
