@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         OptimizedMMD,
         RandomFeatureMMD,
         RuLSIF,
+        Wasserstein,
         get_method,
     )
     from ratiokit.ratio import RatioEstimator, discrepancy, divergence, estimate_ratio
@@ -112,6 +113,8 @@ _SOURCES = {
         ],
         "ratiokit.methods",
     ),
+    # the Wasserstein-1 distance (issue 17)
+    "Wasserstein": "ratiokit.methods",
 }
 
 __all__ = [
@@ -158,6 +161,8 @@ __all__ = [
     "RandomFeatureMMD",
     "RuLSIF",
     "ULSIF",
+    # the Wasserstein-1 distance (issue 17)
+    "Wasserstein",
 ]
 
 
