@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -423,9 +422,7 @@ class Wasserstein(Discrepancy):
         n, m = labels.n, z.shape[0] - labels.n
         sums = linear_sums(scores[:, None], labels)[0]
         values = (sums / n - (scores.sum() - sums) / m).cpu().numpy()
-        return Statistics(
-            values, float(np.abs(scores.cpu().numpy()).mean()), {"statistic": "dual"}
-        )
+        return Statistics(values, float(scores.abs().mean()), {"statistic": "dual"})
 
     def extra_repr(self) -> str:
         text = f"lipschitz={self.lipschitz!r}"
