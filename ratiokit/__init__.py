@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         OptimizedMMD,
         RandomFeatureMMD,
         RuLSIF,
+        Wasserstein,
         get_method,
     )
     from ratiokit.priors import BoxUniform
@@ -122,6 +123,8 @@ _SOURCES = {
     # Simulation-based inference.
     **dict.fromkeys(["Posterior", "PosteriorSamples", "infer"], "ratiokit.inference"),
     "BoxUniform": "ratiokit.priors",
+    # The Wasserstein-1 distance.
+    "Wasserstein": "ratiokit.methods",
 }
 
 __all__ = [
@@ -176,6 +179,8 @@ __all__ = [
     "Posterior",
     "PosteriorSamples",
     "infer",
+    # The Wasserstein-1 distance.
+    "Wasserstein",
 ]
 
 

@@ -15,7 +15,10 @@ from ratiokit.methods import METHODS, TEST_FITS, Discrepancy, get_method
 NAMES = sorted(METHODS)
 #: Smaller settings for methods whose default training takes seconds per fit (the near-zero
 #: test fits 31 times); the contract is the same.
-SMALL = {"mmd_deep": {"hidden": (16,), "max_steps": 30}}
+SMALL = {
+    "mmd_deep": {"hidden": (16,), "max_steps": 30},
+    "wasserstein": {"hidden": (16,), "max_steps": 100},
+}
 
 
 def make(name: str) -> Discrepancy:

@@ -35,6 +35,7 @@ from ratiokit.methods import (
     OptimizedMMD,
     RandomFeatureMMD,
     RuLSIF,
+    Wasserstein,
 )
 from ratiokit.ratio import KINDS
 
@@ -58,6 +59,7 @@ SMALL = {
     "moments": lambda: MomentMatching(l2=0.01),
     "rulsif": lambda: RuLSIF(n_centres=20),
     "ulsif": lambda: ULSIF(n_centres=20),
+    "wasserstein": lambda: Wasserstein(**NET),
 }
 NAMES = sorted(METHODS)
 MU = np.array([1.0, 1.0])

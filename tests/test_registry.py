@@ -9,7 +9,7 @@ from ratiokit.methods import ALIASES, METHODS, get_method
 
 CANONICAL = [
     "bregman", "classifier", "energy", "fdiv", "kliep", "kmm", "mmd", "mmd_deep", "mmd_opt",
-    "mmd_rff", "mmdagg", "moments", "rulsif", "ulsif",
+    "mmd_rff", "mmdagg", "moments", "rulsif", "ulsif", "wasserstein",
 ]  # fmt: skip
 
 

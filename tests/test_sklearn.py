@@ -207,6 +207,7 @@ SETTINGS = {
     "moments": {"statistics": "mean"},
     "rulsif": {"alpha": 0.3},
     "ulsif": {"n_centres": 7},
+    "wasserstein": {"one_sided": True},
 }
 
 

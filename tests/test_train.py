@@ -86,7 +86,7 @@ def test_every_method_trains_and_gradients_reach_the_model(name):
     assert hist.step.tolist() == [1, 2, 3] and np.isfinite(hist.model_loss).all()
     assert np.all(np.diff(hist.wall_time) >= 0)
     trains_critic = any(p.requires_grad for p in method.parameters())
-    assert trains_critic == (name in ("bregman", "classifier", "fdiv", MMD_GAN))
+    assert trains_critic == (name in ("bregman", "classifier", "fdiv", "wasserstein", MMD_GAN))
     assert (
         np.isfinite(hist.critic_loss).all() if trains_critic else np.isnan(hist.critic_loss).all()
     )

@@ -21,6 +21,7 @@ from ratiokit.methods.mmd import MMD, EnergyDistance
 from ratiokit.methods.mmd_tests import DeepKernelMMD, MMDAgg, OptimizedMMD, RandomFeatureMMD
 from ratiokit.methods.moments import MomentMatching
 from ratiokit.methods.ulsif import ULSIF, RuLSIF
+from ratiokit.methods.wasserstein import Wasserstein
 
 __all__ = [
     "ALIASES",
@@ -43,6 +44,7 @@ __all__ = [
     "RuLSIF",
     "Statistics",
     "ULSIF",
+    "Wasserstein",
     "fits_on_split",
     "get_method",
 ]
@@ -94,6 +96,7 @@ METHODS: dict[str, type[Discrepancy]] = _Registry(
         "moments": MomentMatching,
         "rulsif": RuLSIF,
         "ulsif": ULSIF,
+        "wasserstein": Wasserstein,
     }
 )
 
