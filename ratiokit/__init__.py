@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ratiokit import simulators
     from ratiokit.benchmarking import benchmark
+    from ratiokit.calibration import expected_coverage, sbc
     from ratiokit.config import SearchConfig, TrainConfig
     from ratiokit.exceptions import (
         ConvergenceWarning,
@@ -122,6 +123,9 @@ _SOURCES = {
     # Simulation-based inference.
     **dict.fromkeys(["Posterior", "PosteriorSamples", "infer"], "ratiokit.inference"),
     "BoxUniform": "ratiokit.priors",
+    # Calibration of posteriors.
+    **dict.fromkeys(["expected_coverage", "sbc"], "ratiokit.calibration"),
+    **dict.fromkeys(["CoverageResult", "SBCResult"], "ratiokit.results"),
 }
 
 __all__ = [
@@ -176,6 +180,11 @@ __all__ = [
     "Posterior",
     "PosteriorSamples",
     "infer",
+    # calibration of posteriors
+    "CoverageResult",
+    "SBCResult",
+    "expected_coverage",
+    "sbc",
 ]
 
 
