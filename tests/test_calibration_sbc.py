@@ -86,14 +86,30 @@ def test_many_observations_equal_one_by_one(method: str) -> None:
     assert many.method == method and "theta=<array (4, 50, 1)>" in repr(many)
 
 
+class CountingLogRatio(ExactLogRatio):
+    """The exact critic, counting its passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return super().forward(rows)
+
+
 def test_many_observations_chunked_match_conjugate_moments(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Chunks of 3 observations (CHUNK_ROWS // n_proposals): each observation's draws still
-    # follow its own conjugate posterior N(x / 1.25, 0.2).
-    monkeypatch.setattr(rk.inference, "CHUNK_ROWS", 3 * 10_000)
+    # n = 2000 draws: 40,000 proposals per observation, and CHUNK_ROWS set to 3 observations'
+    # worth: 7 observations take 3 critic passes. Each observation's draws still follow its
+    # own conjugate posterior N(x / 1.25, 0.2).
+    monkeypatch.setattr(rk.inference, "CHUNK_ROWS", 3 * 40_000)
+    critic = CountingLogRatio()
+    post = rk.Posterior(critic, normal_prior(), x_dim=1, settings=SETTINGS)
     x = np.linspace(-1.5, 1.5, 7)
-    draws = exact_nre_posterior().sample(2000, x=x, rng=0, progress=False)
+    draws = post.sample(2000, x=x, rng=0, progress=False)
+    assert critic.calls == 3
     assert draws.theta.shape == (7, 2000, 1) and draws.ess.shape == (7,)
     mean, sd = draws.theta[:, :, 0].mean(axis=1), draws.theta[:, :, 0].std(axis=1)
     # SIR draws are worth about min(n, ess) independent ones (ess > 4000 here); 5 standard
