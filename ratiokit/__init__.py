@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ratiokit import simulators
     from ratiokit.benchmarking import benchmark
+    from ratiokit.calibration import expected_coverage, sbc
     from ratiokit.config import SearchConfig, TrainConfig
     from ratiokit.exceptions import (
         ConvergenceWarning,
@@ -125,6 +126,9 @@ _SOURCES = {
     "BoxUniform": "ratiokit.priors",
     # The Wasserstein-1 distance.
     "Wasserstein": "ratiokit.methods",
+    # Calibration of posteriors.
+    **dict.fromkeys(["expected_coverage", "sbc"], "ratiokit.calibration"),
+    **dict.fromkeys(["CoverageResult", "SBCResult"], "ratiokit.results"),
 }
 
 __all__ = [
@@ -181,6 +185,11 @@ __all__ = [
     "infer",
     # The Wasserstein-1 distance.
     "Wasserstein",
+    # Calibration of posteriors.
+    "CoverageResult",
+    "SBCResult",
+    "expected_coverage",
+    "sbc",
 ]
 
 

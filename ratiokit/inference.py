@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ratiokit._checkpoint import load_checkpoint, save_checkpoint, sidecar
-from ratiokit._progress import check_progress
+from ratiokit._progress import check_progress, progress_bar
 from ratiokit._rng import check_rng
 from ratiokit._simulation import check_output
 from ratiokit._validation import as_sample, check_choice, check_int, check_positive
@@ -39,12 +39,16 @@ __all__ = [
     "PosteriorSamples",
     "infer",
     "nre_loss",
+    "simulate",
 ]
 
 #: The training losses of :func:`infer`.
 LOSSES = ("nre-a", "nre-b", "nre-c")
 #: The samplers of :meth:`Posterior.sample`.
 SAMPLERS = ("sir", "rejection")
+#: Rows of ``[theta, x]`` per critic pass when :meth:`Posterior.sample` serves many
+#: observations (proposals times observations, in chunks of whole observations).
+CHUNK_ROWS = 2**18
 #: What :meth:`Posterior.save` records, beside the checkpoint format's own tag.
 _CONTENTS = "ratiokit.Posterior"
 
@@ -151,43 +155,60 @@ def _as_rows(value: Any, name: str, d: int) -> np.ndarray:
     return arr
 
 
+def _resample(
+    proposals: np.ndarray, log_r: np.ndarray, n: int, gen: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    """SIR: ``n`` of the ``proposals`` drawn with replacement with weights ``w = exp(log_r)``,
+    and the weights' effective sample size ``(sum w)^2 / sum w^2``."""
+    w = np.exp(log_r - log_r.max())
+    ess = float(w.sum() ** 2 / (w**2).sum())
+    index = gen.choice(proposals.shape[0], size=n, replace=True, p=w / w.sum())
+    return proposals[index], ess
+
+
 @dataclass(frozen=True, repr=False, eq=False)
 class PosteriorSamples:
-    """Draws from a :class:`Posterior` at one observation, with the sampler's diagnostics.
+    """Draws from a :class:`Posterior` at one or many observations, with the sampler's
+    diagnostics.
+
+    For one observation the diagnostics are numbers; for ``n_obs`` observations each is an
+    array of shape (n_obs,), one entry per observation.
 
     Attributes
     ----------
-    theta : ndarray of shape (n, d)
+    theta : ndarray of shape (n, d), or (n_obs, n, d) for many observations
         The draws.
     method : {"sir", "rejection"}
-    n_proposals : int
+    n_proposals : int or ndarray of int
         Prior draws whose ratio was evaluated.
-    ess : float or None
+    ess : float, ndarray or None
         SIR: the effective sample size ``(sum w)^2 / sum w^2`` of the importance weights
         ``w = r(theta, x)``; at most ``n_proposals``, and the draws repeat proposals when it
         is not well above n.
-    acceptance_rate : float or None
+    acceptance_rate : float, ndarray or None
         Rejection: accepted draws over proposals.
-    log_bound : float or None
+    log_bound : float, ndarray or None
         Rejection: the bound ``log M`` on ``log r`` (the largest over the first proposals).
-    n_above_bound : int or None
+    n_above_bound : int, ndarray or None
         Rejection: later proposals with ``log r > log M`` (each accepted with probability 1,
         so under-represented; 0 means the bound held).
     """
 
     theta: np.ndarray
     method: str
-    n_proposals: int
-    ess: float | None = None
-    acceptance_rate: float | None = None
-    log_bound: float | None = None
-    n_above_bound: int | None = None
+    n_proposals: int | np.ndarray
+    ess: float | np.ndarray | None = None
+    acceptance_rate: float | np.ndarray | None = None
+    log_bound: float | np.ndarray | None = None
+    n_above_bound: int | np.ndarray | None = None
 
     def __repr__(self) -> str:
         fields = [f"theta=<array {self.theta.shape}>", f"method={self.method!r}"]
         for name in ("n_proposals", "ess", "acceptance_rate", "log_bound", "n_above_bound"):
             value = getattr(self, name)
-            if value is not None:
+            if isinstance(value, np.ndarray):
+                fields.append(f"{name}=<array {value.shape}>")
+            elif value is not None:
                 fields.append(
                     f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
                 )
@@ -294,8 +315,9 @@ class Posterior:
         method: str = "sir",
         n_proposals: int | None = None,
         rng: Any = None,
+        progress: bool | None = None,
     ) -> PosteriorSamples:
-        """Draw ``n`` thetas from the posterior at the observation ``x``.
+        """Draw ``n`` thetas from the posterior at the observation ``x``, or at each of many.
 
         ``"sir"`` (sampling-importance-resampling): draw ``n_proposals`` thetas from the
         prior, weight each by ``r(theta, x)`` and draw n of them with replacement in
@@ -305,28 +327,48 @@ class Posterior:
         probability ``r / M`` until n are accepted (exact when M bounds r; later draws above
         M are counted in ``n_above_bound``).
 
+        For ``n_obs`` observations, observation i is sampled with the i-th generator of
+        ``numpy.random.default_rng(rng).spawn(n_obs)``, so its draws are those of
+        ``sample(n, x=x[i], rng=child_i)`` (up to the critic's floating-point reductions
+        over a larger batch). SIR evaluates the critic once on the proposals of many
+        observations together (:data:`CHUNK_ROWS` rows a pass); rejection runs observation
+        by observation.
+
         Parameters
         ----------
         n : int
-            Number of draws.
-        x : array-like of shape (x_dim,) or (1, x_dim)
-            One observation.
+            Number of draws per observation.
+        x : array-like of shape (x_dim,) or (n_obs, x_dim)
+            One observation (also as one row), or ``n_obs`` > 1 of them.
         method : {"sir", "rejection"}, default="sir"
         n_proposals : int, default=None
-            Prior draws for SIR's weights or the rejection bound; default
+            Prior draws for SIR's weights or the rejection bound, per observation; default
             ``max(20 n, 10_000)``.
         rng : None, int or numpy.random.Generator, default=None
+        progress : bool or None, default=None
+            A progress bar over the observations (for more than one).
 
         Returns
         -------
         PosteriorSamples
-            ``theta`` (n, theta_dim) and the sampler's diagnostics.
+            ``theta`` of shape (n, theta_dim) for one observation, (n_obs, n, theta_dim) for
+            many, and the sampler's diagnostics (arrays of shape (n_obs,) for many).
 
         Raises
         ------
         ValueError
-            If a setting is out of range, ``x`` is not one observation, or rejection
-            sampling accepts fewer than n draws in ``1000 n_proposals`` proposals.
+            If a setting is out of range, ``x`` does not have ``x_dim`` features, or
+            rejection sampling accepts fewer than n draws in ``1000 n_proposals`` proposals.
+
+        Examples
+        --------
+        >>> import ratiokit as rk
+        >>> def simulator(theta, rng):
+        ...     return theta + 0.5 * rng.standard_normal(theta.shape)
+        >>> post = rk.infer(simulator, rk.BoxUniform([-3.0], [3.0]), n_simulations=500,
+        ...                 hidden=(8,), max_steps=50, rng=0)
+        >>> post.sample(100, x=[[-1.0], [0.0], [1.0]], rng=0).theta.shape
+        (3, 100, 1)
         """
         n = check_int(n, "n", minimum=1)
         check_choice(method, "method", SAMPLERS)
@@ -336,19 +378,21 @@ class Posterior:
             else check_int(n_proposals, "n_proposals", minimum=1)
         )
         x = _as_rows(x, "x", self.x_dim)
-        if x.shape[0] != 1:
-            raise ValueError(
-                f"`x` must be one observation of shape ({self.x_dim},); got {x.shape[0]} rows."
-            )
+        progress = check_progress(progress)
         gen = check_rng(rng)
+        if x.shape[0] == 1:
+            return self._sample_one(n, x, method, m, gen)
+        return self._sample_many(n, x, method, m, gen, progress)
+
+    def _sample_one(
+        self, n: int, x: np.ndarray, method: str, m: int, gen: np.random.Generator
+    ) -> PosteriorSamples:
+        """:meth:`sample` at one observation ``x`` of shape (1, x_dim)."""
         proposals = self._prior.sample(m, gen)
         log_r = self.log_ratio(proposals, x)
         if method == "sir":
-            log_w = log_r - log_r.max()
-            w = np.exp(log_w)
-            ess = float(w.sum() ** 2 / (w**2).sum())
-            index = gen.choice(m, size=n, replace=True, p=w / w.sum())
-            return PosteriorSamples(theta=proposals[index], method="sir", n_proposals=m, ess=ess)
+            theta, ess = _resample(proposals, log_r, n, gen)
+            return PosteriorSamples(theta=theta, method="sir", n_proposals=m, ess=ess)
         log_bound = float(log_r.max())
         accepted: list[np.ndarray] = []
         n_accepted, n_drawn, n_above = 0, 0, 0
@@ -372,6 +416,47 @@ class Posterior:
             acceptance_rate=n_accepted / n_drawn,
             log_bound=log_bound,
             n_above_bound=n_above,
+        )
+
+    def _sample_many(
+        self,
+        n: int,
+        x: np.ndarray,
+        method: str,
+        m: int,
+        gen: np.random.Generator,
+        progress: bool | None,
+    ) -> PosteriorSamples:
+        """:meth:`sample` at each row of ``x`` (n_obs > 1), observation i from child i."""
+        n_obs = x.shape[0]
+        children = gen.spawn(n_obs)
+        per_chunk = 1 if method == "rejection" else max(1, CHUNK_ROWS // m)
+        draws: list[PosteriorSamples] = []
+        with progress_bar(n_obs, "posterior samples", progress) as bar:
+            for start in range(0, n_obs, per_chunk):
+                chunk = children[start : start + per_chunk]
+                if method == "rejection":
+                    draws.append(self._sample_one(n, x[start : start + 1], method, m, chunk[0]))
+                else:
+                    proposals = np.stack([self._prior.sample(m, child) for child in chunk])
+                    rows = np.repeat(x[start : start + len(chunk)], m, axis=0)
+                    log_r = self._log_ratio(proposals.reshape(-1, self.theta_dim), rows)
+                    for child, theta, lr in zip(
+                        chunk, proposals, log_r.reshape(len(chunk), m), strict=True
+                    ):
+                        theta, ess = _resample(theta, lr, n, child)
+                        draws.append(
+                            PosteriorSamples(theta=theta, method="sir", n_proposals=m, ess=ess)
+                        )
+                bar.update(len(chunk))
+        names = ("n_proposals", "ess", "acceptance_rate", "log_bound", "n_above_bound")
+        diagnostics = {
+            name: np.array([getattr(d, name) for d in draws])
+            for name in names
+            if getattr(draws[0], name) is not None
+        }
+        return PosteriorSamples(
+            theta=np.stack([d.theta for d in draws]), method=method, **diagnostics
         )
 
     def map(self, x: Any, *, n_proposals: int = 10_000, rng: Any = None) -> np.ndarray:
@@ -468,10 +553,14 @@ class Posterior:
         return cls(critic, prior, x_dim=d_x, settings=settings)
 
 
-def _simulate(
+def simulate(
     simulator: Callable[..., Any], theta: np.ndarray, vectorized: bool, gen: np.random.Generator
 ) -> np.ndarray:
-    """The simulations at each row of ``theta``: an array of shape (n, d_x)."""
+    """The simulations at each row of ``theta`` (n, theta_dim): an array of shape (n, x_dim).
+
+    ``simulator`` follows :func:`infer`'s contract for ``vectorized``; a wrong shape or a
+    NaN raises ValueError naming ``simulator``.
+    """
     n = theta.shape[0]
     if vectorized:
         out = np.asarray(simulator(theta.copy(), gen))
@@ -616,7 +705,7 @@ def infer(
     wrapped = Prior(prior)
     gen = check_rng(rng)
     theta = wrapped.sample(n_simulations, gen)
-    x = _simulate(simulator, theta, vectorized, gen)
+    x = simulate(simulator, theta, vectorized, gen)
     pairs = as_sample(np.concatenate([theta, x], axis=1), "simulations")
     critic = make_critic(
         None, pairs, pairs, hidden=widths, activation="elu", spectral_norm=False, rng=gen

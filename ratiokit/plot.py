@@ -33,10 +33,12 @@ __all__ = [
     "mmd_demo_figure",
     "new_figure",
     "plot_benchmark",
+    "plot_coverage",
     "plot_fit",
     "plot_null_distribution",
     "plot_ratio_diagnostics",
     "plot_samples",
+    "plot_sbc",
     "plot_statistics",
     "save_figure",
 ]
@@ -749,3 +751,80 @@ def plot_benchmark(result: Any, ax: Any = None, *, metric: str | None = None) ->
         if panel.get_legend_handles_labels()[0]:
             panel.legend(fontsize="small")
     return axes
+
+
+def plot_sbc(result: Any, ax: Any = None) -> np.ndarray:
+    """Draw an :class:`~ratiokit.results.SBCResult`: a rank histogram per coordinate.
+
+    Each panel shows the ranks per bin against the 99% interval of ``Binomial(n_sbc, p_b)``,
+    ``p_b`` the bin's share of rank values: the band where a calibrated posterior's counts
+    fall, bin by bin. A U shape means an overconfident posterior, a hump an underconfident
+    one, a slope a biased one.
+
+    Parameters
+    ----------
+    result : SBCResult
+    ax : sequence of Axes, default=None
+        One Axes per coordinate; default: the panels of a new figure.
+
+    Returns
+    -------
+    ndarray of Axes of shape (d,)
+
+    Raises
+    ------
+    TypeError
+        If ``ax`` is not one matplotlib Axes per coordinate.
+    """
+    from scipy.stats import binom
+
+    counts = result.bin_counts
+    n_sbc = int(counts[0].sum())
+    edges = result.bin_edges
+    low, high = binom.interval(0.99, n_sbc, result.expected_counts / n_sbc)
+    axes = _panels(ax, counts.shape[0], "one per coordinate", width=4.0, height=3.2)
+    for j, panel in enumerate(axes):
+        panel.stairs(high, edges, baseline=low, fill=True, color="0.85", label="99% band")
+        panel.stairs(counts[j], edges, color=P_COLOR, linewidth=1.5, label="ranks")
+        panel.set_xlim(edges[0], edges[-1])
+        panel.set_xlabel(f"rank of theta[{j}] among {result.n_samples} draws")
+        panel.set_ylabel("count")
+        panel.set_title(f"theta[{j}]: chi-square p = {result.pvalue[j]:.3g}")
+    axes[0].legend(fontsize="small")
+    return axes
+
+
+def plot_coverage(result: Any, ax: Axes | None = None) -> Axes:
+    """Draw a :class:`~ratiokit.results.CoverageResult`: coverage against credibility.
+
+    The diagonal is a calibrated posterior, and the shaded band the 99% binomial interval
+    around it at each level; a curve below the band is an overconfident posterior, above it
+    a conservative one.
+
+    Parameters
+    ----------
+    result : CoverageResult
+    ax : Axes, default=None
+        Where to draw; default: a new figure.
+
+    Returns
+    -------
+    Axes
+
+    Raises
+    ------
+    TypeError
+        If ``ax`` is not a matplotlib Axes or None.
+    """
+    ax = _axes(ax)
+    ax.fill_between(
+        result.levels, result.band_low, result.band_high, color="0.85", label="99% band"
+    )
+    ax.plot([0, 1], [0, 1], color="0.4", linestyle="--", linewidth=1.0, label="calibrated")
+    ax.plot(result.levels, result.coverage, "o-", color=P_COLOR, markersize=3, label="posterior")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("credibility level")
+    ax.set_ylabel("expected coverage")
+    ax.legend(fontsize="small")
+    return ax

@@ -12,10 +12,12 @@ from ratiokit.config import N_PERMUTATIONS
 __all__ = [
     "BenchmarkResult",
     "ConfidenceInterval",
+    "CoverageResult",
     "DivergenceResult",
     "FitResult",
     "MutualInformationResult",
     "RatioDiagnostics",
+    "SBCResult",
     "TrainHistory",
     "TwoSampleTestResult",
 ]
@@ -1028,3 +1030,100 @@ class MutualInformationResult(_CompactRepr):
     block_estimates: np.ndarray
     history: TrainHistory
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class SBCResult(_CompactRepr):
+    """Simulation-based calibration (:func:`ratiokit.sbc`): ranks and their uniformity test.
+
+    Attributes
+    ----------
+    ranks : ndarray of int of shape (n_sbc, d)
+        ``R_ij = #{l : theta^(l)_j < theta_ij}``, in {0, ..., n_samples}; uniform for a
+        calibrated posterior.
+    n_samples : int
+        L, the posterior draws per simulated pair.
+    bin_edges : ndarray of int of shape (n_bins + 1,)
+        Bin b holds the rank values ``bin_edges[b] <= R < bin_edges[b + 1]``.
+    bin_counts : ndarray of int of shape (d, n_bins)
+        Ranks per bin, per coordinate.
+    expected_counts : ndarray of shape (n_bins,)
+        ``n_sbc * (values in the bin) / (L + 1)``, the counts' expectation under uniformity.
+    statistic : ndarray of shape (d,)
+        Pearson's chi-square ``sum_b (count_b - expected_b)^2 / expected_b`` per coordinate.
+    pvalue : ndarray of shape (d,)
+        Its p-value against chi-square with ``n_bins - 1`` degrees of freedom.
+    """
+
+    ranks: np.ndarray
+    n_samples: int
+    bin_edges: np.ndarray
+    bin_counts: np.ndarray
+    expected_counts: np.ndarray
+    statistic: np.ndarray
+    pvalue: np.ndarray
+
+    @property
+    def n_bins(self) -> int:
+        """The number of rank bins of the chi-square test."""
+        return self.expected_counts.size
+
+    def _columns(self) -> dict[str, Any]:
+        """One row per coordinate: its chi-square statistic and p-value."""
+        return {
+            "coordinate": np.arange(self.statistic.size),
+            "statistic": self.statistic,
+            "pvalue": self.pvalue,
+        }
+
+    def plot(self, ax: Any = None) -> np.ndarray:
+        """Rank histograms, one panel per coordinate, with the 99% binomial band of each bin
+        under uniformity; returns the ndarray of Axes (see :func:`ratiokit.plot.plot_sbc`)."""
+        from ratiokit.plot import plot_sbc
+
+        return plot_sbc(self, ax=ax)
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class CoverageResult(_CompactRepr):
+    """Expected coverage of highest-density regions (:func:`ratiokit.expected_coverage`).
+
+    Attributes
+    ----------
+    levels : ndarray of shape (k,)
+        The credibility levels alpha.
+    coverage : ndarray of shape (k,)
+        The fraction of true parameters inside the posterior's alpha-HDR; alpha for a
+        calibrated posterior, below it for an overconfident one.
+    credibility : ndarray of shape (n_sbc,)
+        Each true parameter's mid-rank credibility ``c_i`` (it is inside the alpha-HDR when
+        ``c_i < alpha``); uniform on (0, 1) for a calibrated posterior.
+    band_low, band_high : ndarray of shape (k,)
+        The central 99% interval of ``Binomial(n_sbc, alpha) / n_sbc`` at each level: where
+        a calibrated posterior's coverage falls with probability about 0.99, level by level.
+    n_samples : int
+        L, the posterior draws per simulated pair.
+    """
+
+    levels: np.ndarray
+    coverage: np.ndarray
+    credibility: np.ndarray
+    band_low: np.ndarray
+    band_high: np.ndarray
+    n_samples: int
+
+    def _columns(self) -> dict[str, Any]:
+        """One row per level: the coverage and the band."""
+        return {
+            "level": self.levels,
+            "coverage": self.coverage,
+            "band_low": self.band_low,
+            "band_high": self.band_high,
+        }
+
+    def plot(self, ax: Any = None) -> Any:
+        """The coverage curve against the diagonal, with the binomial band; returns the Axes
+        (see :func:`ratiokit.plot.plot_coverage`)."""
+        from ratiokit.plot import plot_coverage
+
+        return plot_coverage(self, ax=ax)

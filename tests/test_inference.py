@@ -315,8 +315,12 @@ def test_posterior_errors_name_the_argument() -> None:
         post.log_ratio(np.zeros((3, 2)), [0.0])
     with pytest.raises(ValueError, match="`theta` and `x` must have the same number of rows"):
         post.log_ratio(np.zeros((3, 1)), np.zeros((2, 1)))
+    with pytest.raises(ValueError, match=r"`x` must have shape \(m, 1\)"):
+        post.sample(3, x=np.zeros((2, 2)))
     with pytest.raises(ValueError, match="`x` must be one observation"):
-        post.sample(3, x=np.zeros((2, 1)))
+        post.map(np.zeros((2, 1)))
+    with pytest.raises(TypeError, match="`progress` must be None, True or False"):
+        post.sample(3, x=np.zeros((2, 1)), progress=1)
     with pytest.raises(ValueError, match="`method` must be one of"):
         post.sample(3, x=[0.0], method="mcmc")
     with pytest.raises(ValueError, match="`x` must hold finite values"):
