@@ -60,6 +60,10 @@ class _JointCritic(nn.Module):
         pairs = torch.cat([x[:, None].expand(b, b, -1), y[None].expand(b, b, -1)], dim=-1)
         return self.net(pairs.reshape(b * b, -1)).reshape(b, b)
 
+    def pointwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The scores ``f(x_i, y_i)`` of the b pairs, of shape (b,)."""
+        return self.net(torch.cat([x, y], dim=1))
+
 
 class _SeparableCritic(nn.Module):
     """``f(x, y) = g(x)^T h(y)``: two embedding MLPs, 2 b network rows per b x b matrix."""
@@ -71,6 +75,10 @@ class _SeparableCritic(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The score matrix ``S_ij = g(x_i)^T h(y_j)`` of shape (b, b)."""
         return self.g(x) @ self.h(y).T
+
+    def pointwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The scores ``g(x_i)^T h(y_i)`` of the b pairs, of shape (b,)."""
+        return (self.g(x) * self.h(y)).sum(dim=1)
 
 
 def _log_mean_exp(v: torch.Tensor) -> torch.Tensor:
@@ -156,6 +164,85 @@ def _make_critic(
     return _SeparableCritic(g, h)
 
 
+def _waymarks(
+    y: torch.Tensor, y_other: torch.Tensor, weights: Sequence[float]
+) -> list[torch.Tensor]:
+    """The waymark draws ``y_k = sqrt(1 - a_k^2) y + a_k y_other``, one per weight ``a_k``."""
+    return [math.sqrt(1.0 - a * a) * y + a * y_other for a in weights]
+
+
+def _telescope_loss(
+    critics: nn.ModuleList, x: torch.Tensor, y: torch.Tensor, weights: Sequence[float]
+) -> torch.Tensor:
+    """The sum over k of critic k's logistic loss, waymark k (label 1) against k + 1 (label 0).
+
+    Pair i's partner ``y_{i-1}`` (the rows rolled by one) is a draw from the marginal of y
+    independent of ``x_i``, and both waymarks of a pair mix the same two rows (Rhodes et al.).
+    """
+    ys = _waymarks(y, y.roll(1, dims=0), weights)
+    return sum(
+        0.5
+        * (
+            F.softplus(-f.pointwise(x, ys[k])).mean()
+            + F.softplus(f.pointwise(x, ys[k + 1])).mean()
+        )
+        for k, f in enumerate(critics)
+    )
+
+
+def _make_telescope(
+    kind: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weights: Sequence[float],
+    hidden: tuple[int, ...],
+    embedding_dim: int,
+    gen: np.random.Generator,
+) -> nn.ModuleList:
+    """One fresh critic per consecutive pair of waymarks, standardised by the moments of the
+    pair's draws from the training rows."""
+    ys = _waymarks(y, y.roll(1, dims=0), weights)
+    return nn.ModuleList(
+        _make_critic(
+            kind, torch.cat([x, x]), torch.cat([ys[k], ys[k + 1]]), hidden, embedding_dim, gen
+        )
+        for k in range(len(weights) - 1)
+    )
+
+
+def _telescope_terms(
+    critics: nn.ModuleList, xy: torch.Tensor, d_x: int, batch_size: int
+) -> torch.Tensor:
+    """Each critic's mean log-ratio ``f_k(x_i, y_i)`` over each block of the joint pairs
+    ``xy`` = [x, y]: shape (n_blocks, K)."""
+    x, y = xy[:, :d_x], xy[:, d_x:]
+    scores = torch.stack([f.pointwise(x, y) for f in critics], dim=1)
+    return torch.stack([scores[block].mean(dim=0) for block in _blocks(xy.shape[0], batch_size)])
+
+
+def _check_telescope(telescope: Any) -> tuple[float, ...] | None:
+    """The mixing weights ``0 = a_0 < a_1 < ... < a_K = 1`` of ``telescope``, or None."""
+    if telescope is None:
+        return None
+    if isinstance(telescope, numbers.Integral) and not isinstance(telescope, bool):
+        k = check_int(telescope, "telescope", minimum=1)
+        return tuple(i / k for i in range(k + 1))
+    if isinstance(telescope, (str, bytes, bool)) or not isinstance(telescope, Sequence):
+        raise TypeError(
+            "`telescope` must be None, an integer or a sequence of mixing weights; "
+            f"got {telescope!r}."
+        )
+    if not all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in telescope):
+        raise TypeError(f"`telescope` must hold real numbers; got {telescope!r}.")
+    inner = [float(a) for a in telescope]
+    weights = (0.0, *inner, 1.0)
+    if not all(lo < hi for lo, hi in zip(weights[:-1], weights[1:], strict=True)):
+        raise ValueError(
+            f"`telescope` must be strictly increasing mixing weights in (0, 1); got {telescope!r}."
+        )
+    return weights
+
+
 def _mutual_information_iv(
     x: Any,
     y: Any,
@@ -165,10 +252,18 @@ def _mutual_information_iv(
     hidden: Any,
     embedding_dim: Any,
     test_fraction: Any,
+    telescope: Any,
     device: Any,
-) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
-    """Validate the inputs; return ``x``, ``y`` in their common dtype and the hidden widths."""
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...], tuple[float, ...] | None]:
+    """Validate the inputs; return ``x``, ``y`` in their common dtype, the hidden widths and
+    the telescope's mixing weights (None without one)."""
     check_choice(method, "method", list(BOUNDS))
+    weights = _check_telescope(telescope)
+    if weights is not None and method != "classifier":
+        raise ValueError(
+            "`telescope` needs method='classifier' (the telescoped log-ratio is a plug-in "
+            f"estimate); got method={method!r}."
+        )
     check_choice(critic, "critic", CRITICS)
     check_positive(clip, "clip")
     widths = check_network(hidden, "elu")
@@ -191,7 +286,7 @@ def _mutual_information_iv(
             f"`x` and `y` must be on the same device; got {x_t.device} and {y_t.device}."
         )
     common = torch.promote_types(x_t.dtype, y_t.dtype)
-    return x_t.detach().to(common), y_t.detach().to(common), widths
+    return x_t.detach().to(common), y_t.detach().to(common), widths, weights
 
 
 def mutual_information(
@@ -208,6 +303,7 @@ def mutual_information(
     lr: float = 0.001,
     patience: int = 100,
     test_fraction: float = 0.5,
+    telescope: int | Sequence[float] | None = None,
     device: torch.device | str | None = None,
     rng: Any = None,
     progress: bool | None = None,
@@ -336,8 +432,8 @@ def mutual_information(
         patience=patience,
     )
     progress = check_progress(progress)
-    x_t, y_t, widths = _mutual_information_iv(
-        x, y, method, critic, clip, hidden, embedding_dim, test_fraction, device
+    x_t, y_t, widths, weights = _mutual_information_iv(
+        x, y, method, critic, clip, hidden, embedding_dim, test_fraction, telescope, device
     )
     gen = check_rng(rng)
     n = x_t.shape[0]
@@ -350,13 +446,22 @@ def mutual_information(
     order = torch.as_tensor(gen.permutation(n), device=x_t.device)
     test, train = order[:n_test], order[n_test:]
     d_x = x_t.shape[1]
-    net = _make_critic(critic, x_t[train], y_t[train], widths, embedding_dim, gen)
     xy = torch.cat([x_t, y_t], dim=1)
     clip = float(clip)
+    if weights is None:
+        net = _make_critic(critic, x_t[train], y_t[train], widths, embedding_dim, gen)
 
-    def loss(module: nn.Module, a: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
-        # ``a`` is a minibatch of pairs (one block), or the validation part (several).
-        return _per_block(lambda s: _loss(method, s, clip), module, a, d_x, batch_size).mean()
+        def loss(module: nn.Module, a: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+            # ``a`` is a minibatch of pairs (one block), or the validation part (several).
+            return _per_block(lambda s: _loss(method, s, clip), module, a, d_x, batch_size).mean()
+
+    else:
+        net = _make_telescope(critic, x_t[train], y_t[train], weights, widths, embedding_dim, gen)
+
+        def loss(module: nn.Module, a: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+            # One Adam over all K critics: the summed loss separates, so each critic's
+            # gradient is that of its own pair of waymarks.
+            return _telescope_loss(module, a[:, :d_x], a[:, d_x:], weights)
 
     # Both samples are the training pairs: the loss reads only the first, whose minibatches
     # are drawn without replacement so that no pair recurs off the diagonal.
@@ -374,7 +479,11 @@ def mutual_information(
         progress=progress,
     )
     with torch.no_grad():
-        values = _per_block(lambda s: _value(method, s, clip), net, xy[test], d_x, batch_size)
+        if weights is None:
+            values = _per_block(lambda s: _value(method, s, clip), net, xy[test], d_x, batch_size)
+        else:
+            terms = _telescope_terms(net, xy[test], d_x, batch_size)
+            values = terms.sum(dim=1)
     block_estimates = values.detach().cpu().numpy().astype(np.float64)
     n_bad = int((~np.isfinite(block_estimates)).sum())
     if n_bad:
@@ -392,6 +501,10 @@ def mutual_information(
     }
     if method == "smile":
         details["clip"] = clip
+    if weights is not None:
+        details["telescope"] = len(weights) - 1
+        details["mixing_weights"] = np.asarray(weights)
+        details["waymark_terms"] = terms.mean(dim=0).cpu().numpy().astype(np.float64)
     return MutualInformationResult(
         estimate=float(block_estimates.mean()),
         standard_error=float(block_estimates.std(ddof=1) / math.sqrt(k)) if k > 1 else None,
