@@ -8,6 +8,8 @@ and the method's variational bound (or loss) is computed from the b x b score ma
 ``S_ij = f(x_i, y_j)``, as in Poole et al. (2019). The critic is trained on one part of the
 rows by :func:`ratiokit.critics.train_critic` and the bound is evaluated on the other part, in
 disjoint blocks of ``batch_size`` rows, whose spread gives the standard error.
+With ``telescope``, K pointwise classifiers estimate the ratios between consecutive
+waymarks from the joint to the product, and their sum is the log-ratio (Rhodes et al. 2020).
 
 (The module is not named after its function, as ``fitting`` holds ``fit``: a submodule
 ``ratiokit.mutual_information`` would replace the lazily imported ``rk.mutual_information``.)
@@ -337,6 +339,19 @@ def mutual_information(
     expectation for a critic fixed before the evaluation rows are seen (hence the held-out
     part); DV's minibatch ``log E_q`` is biased up by about ``Var_q[exp f] / (2 b)``.
 
+    ``telescope`` chains K classifier ratios instead of one (telescoping density-ratio
+    estimation, Rhodes, Xu and Gutmann 2020): waymark k holds the pairs ``(x, y_k)`` with
+    ``y_k = sqrt(1 - a_k^2) y + a_k y'``, where ``y'`` is the y of another pair and
+    ``0 = a_0 < a_1 < ... < a_K = 1``, so waymark 0 is the joint and waymark K the product of
+    the marginals (only y is mixed, so x keeps its marginal). Critic k is trained on the
+    logistic loss to separate waymark k from k + 1, both mixed from the same two pairs, so
+    ``f_k ~ log p_k / p_(k+1)``, and ``log r = f_0 + ... + f_(K-1)`` is evaluated on the
+    held-out joint pairs (``I = E_p[log r]``). Each ratio spans a fraction of the MI, so each
+    classifier still sees overlap where a single one saturates. The K critics have separate
+    networks (no shared body) and are trained together by one Adam on the sum of their
+    losses (which separates, so each critic's gradient is its own), with early stopping on
+    the summed held-out loss; a step costs K times a single pointwise critic's.
+
     Parameters
     ----------
     x : array-like or Tensor of shape (n, d_x)
@@ -367,6 +382,11 @@ def mutual_information(
         Steps without a lower held-out loss before training stops.
     test_fraction : float, default=0.5
         Fraction of the pairs held out for the estimate, in (0, 1).
+    telescope : None, int or sequence of float, default=None
+        None: one ratio. An int K >= 1: K telescoped ratios with mixing weights
+        ``a_k = k / K``. A sequence: the inner weights ``a_1 < ... < a_(K-1)`` in (0, 1) (to
+        put waymarks where the ratio changes fastest, e.g. near the joint at high MI). Needs
+        ``method="classifier"``.
     device : None, str or torch.device, default=None
         Where to compute; default: where ``x`` is (the CPU for arrays).
     rng : None, int or numpy.random.Generator, default=None
@@ -379,7 +399,10 @@ def mutual_information(
     -------
     MutualInformationResult
         ``estimate`` (nats), ``standard_error`` (over the held-out blocks), ``bound``,
-        ``method``, ``critic``, the block values, the training history and ``details``.
+        ``method``, ``critic``, the block values, the training history and ``details``;
+        with ``telescope``, ``details`` adds ``telescope`` (K), ``mixing_weights`` (the
+        K + 1 weights ``a_k``) and ``waymark_terms`` (K values: the held-out mean of each
+        ``f_k``, averaged over the blocks as the estimate is, so they sum to it).
 
     Raises
     ------
@@ -387,7 +410,9 @@ def mutual_information(
         If an argument has the wrong type (the message names it).
     ValueError
         If ``x`` or ``y`` is not a finite 2-D sample, their row counts differ, a setting is
-        out of range, or too few rows are left to train or evaluate.
+        out of range (``telescope`` below 1 or its weights not increasing in (0, 1), or
+        given with another method than ``"classifier"``), or too few rows are left to train
+        or evaluate.
     NonFiniteLossError
         If the training loss becomes NaN or infinite (lower ``lr``).
     NonFiniteStatisticError
@@ -408,7 +433,8 @@ def mutual_information(
     al. (2019), "On variational bounds of mutual information", ICML. Song and Ermon (2020),
     "Understanding the limitations of variational mutual information estimators", ICLR.
     McAllester and Stratos (2020), "Formal limitations on the measurement of mutual
-    information", AISTATS.
+    information", AISTATS. Rhodes, Xu and Gutmann (2020), "Telescoping density-ratio
+    estimation", NeurIPS.
 
     Examples
     --------
