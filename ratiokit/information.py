@@ -229,7 +229,9 @@ def _check_telescope(telescope: Any) -> tuple[float, ...] | None:
     if isinstance(telescope, numbers.Integral) and not isinstance(telescope, bool):
         k = check_int(telescope, "telescope", minimum=1)
         return tuple(i / k for i in range(k + 1))
-    if isinstance(telescope, (str, bytes, bool)) or not isinstance(telescope, Sequence):
+    if isinstance(telescope, (str, bytes, bool)) or not isinstance(
+        telescope, (Sequence, np.ndarray)
+    ):
         raise TypeError(
             "`telescope` must be None, an integer or a sequence of mixing weights; "
             f"got {telescope!r}."
@@ -382,7 +384,7 @@ def mutual_information(
         Steps without a lower held-out loss before training stops.
     test_fraction : float, default=0.5
         Fraction of the pairs held out for the estimate, in (0, 1).
-    telescope : None, int or sequence of float, default=None
+    telescope : None, int or sequence of float (or 1-D array), default=None
         None: one ratio. An int K >= 1: K telescoped ratios with mixing weights
         ``a_k = k / K``. A sequence: the inner weights ``a_1 < ... < a_(K-1)`` in (0, 1) (to
         put waymarks where the ratio changes fastest, e.g. near the joint at high MI). Needs

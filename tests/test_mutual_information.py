@@ -267,7 +267,7 @@ def test_telescope_is_deterministic_and_takes_mixing_weights():
         x, y, method="classifier", telescope=[0.3, 0.6], rng=7, **settings
     )
     again = rk.mutual_information(
-        x, y, method="classifier", telescope=[0.3, 0.6], rng=7, **settings
+        x, y, method="classifier", telescope=np.array([0.3, 0.6]), rng=7, **settings
     )
     assert first.estimate == again.estimate
     np.testing.assert_array_equal(first.details["waymark_terms"], again.details["waymark_terms"])
