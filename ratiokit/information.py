@@ -8,6 +8,8 @@ and the method's variational bound (or loss) is computed from the b x b score ma
 ``S_ij = f(x_i, y_j)``, as in Poole et al. (2019). The critic is trained on one part of the
 rows by :func:`ratiokit.critics.train_critic` and the bound is evaluated on the other part, in
 disjoint blocks of ``batch_size`` rows, whose spread gives the standard error.
+With ``telescope``, K pointwise classifiers estimate the ratios between consecutive
+waymarks from the joint to the product, and their sum is the log-ratio (Rhodes et al. 2020).
 
 (The module is not named after its function, as ``fitting`` holds ``fit``: a submodule
 ``ratiokit.mutual_information`` would replace the lazily imported ``rk.mutual_information``.)
@@ -60,6 +62,10 @@ class _JointCritic(nn.Module):
         pairs = torch.cat([x[:, None].expand(b, b, -1), y[None].expand(b, b, -1)], dim=-1)
         return self.net(pairs.reshape(b * b, -1)).reshape(b, b)
 
+    def pointwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The scores ``f(x_i, y_i)`` of the b pairs, of shape (b,)."""
+        return self.net(torch.cat([x, y], dim=1))
+
 
 class _SeparableCritic(nn.Module):
     """``f(x, y) = g(x)^T h(y)``: two embedding MLPs, 2 b network rows per b x b matrix."""
@@ -71,6 +77,10 @@ class _SeparableCritic(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The score matrix ``S_ij = g(x_i)^T h(y_j)`` of shape (b, b)."""
         return self.g(x) @ self.h(y).T
+
+    def pointwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The scores ``g(x_i)^T h(y_i)`` of the b pairs, of shape (b,)."""
+        return (self.g(x) * self.h(y)).sum(dim=1)
 
 
 def _log_mean_exp(v: torch.Tensor) -> torch.Tensor:
@@ -156,6 +166,87 @@ def _make_critic(
     return _SeparableCritic(g, h)
 
 
+def _waymarks(
+    y: torch.Tensor, y_other: torch.Tensor, weights: Sequence[float]
+) -> list[torch.Tensor]:
+    """The waymark draws ``y_k = sqrt(1 - a_k^2) y + a_k y_other``, one per weight ``a_k``."""
+    return [math.sqrt(1.0 - a * a) * y + a * y_other for a in weights]
+
+
+def _telescope_loss(
+    critics: nn.ModuleList, x: torch.Tensor, y: torch.Tensor, weights: Sequence[float]
+) -> torch.Tensor:
+    """The sum over k of critic k's logistic loss, waymark k (label 1) against k + 1 (label 0).
+
+    Pair i's partner ``y_{i-1}`` (the rows rolled by one) is a draw from the marginal of y
+    independent of ``x_i``, and both waymarks of a pair mix the same two rows (Rhodes et al.).
+    """
+    ys = _waymarks(y, y.roll(1, dims=0), weights)
+    return sum(
+        0.5
+        * (
+            F.softplus(-f.pointwise(x, ys[k])).mean()
+            + F.softplus(f.pointwise(x, ys[k + 1])).mean()
+        )
+        for k, f in enumerate(critics)
+    )
+
+
+def _make_telescope(
+    kind: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weights: Sequence[float],
+    hidden: tuple[int, ...],
+    embedding_dim: int,
+    gen: np.random.Generator,
+) -> nn.ModuleList:
+    """One fresh critic per consecutive pair of waymarks, standardised by the moments of the
+    pair's draws from the training rows."""
+    ys = _waymarks(y, y.roll(1, dims=0), weights)
+    return nn.ModuleList(
+        _make_critic(
+            kind, torch.cat([x, x]), torch.cat([ys[k], ys[k + 1]]), hidden, embedding_dim, gen
+        )
+        for k in range(len(weights) - 1)
+    )
+
+
+def _telescope_terms(
+    critics: nn.ModuleList, xy: torch.Tensor, d_x: int, batch_size: int
+) -> torch.Tensor:
+    """Each critic's mean log-ratio ``f_k(x_i, y_i)`` over each block of the joint pairs
+    ``xy`` = [x, y]: shape (n_blocks, K)."""
+    x, y = xy[:, :d_x], xy[:, d_x:]
+    scores = torch.stack([f.pointwise(x, y) for f in critics], dim=1)
+    return torch.stack([scores[block].mean(dim=0) for block in _blocks(xy.shape[0], batch_size)])
+
+
+def _check_telescope(telescope: Any) -> tuple[float, ...] | None:
+    """The mixing weights ``0 = a_0 < a_1 < ... < a_K = 1`` of ``telescope``, or None."""
+    if telescope is None:
+        return None
+    if isinstance(telescope, numbers.Integral) and not isinstance(telescope, bool):
+        k = check_int(telescope, "telescope", minimum=1)
+        return tuple(i / k for i in range(k + 1))
+    if isinstance(telescope, (str, bytes, bool)) or not isinstance(
+        telescope, (Sequence, np.ndarray)
+    ):
+        raise TypeError(
+            "`telescope` must be None, an integer or a sequence of mixing weights; "
+            f"got {telescope!r}."
+        )
+    if not all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in telescope):
+        raise TypeError(f"`telescope` must hold real numbers; got {telescope!r}.")
+    inner = [float(a) for a in telescope]
+    weights = (0.0, *inner, 1.0)
+    if not all(lo < hi for lo, hi in zip(weights[:-1], weights[1:], strict=True)):
+        raise ValueError(
+            f"`telescope` must be strictly increasing mixing weights in (0, 1); got {telescope!r}."
+        )
+    return weights
+
+
 def _mutual_information_iv(
     x: Any,
     y: Any,
@@ -165,10 +256,18 @@ def _mutual_information_iv(
     hidden: Any,
     embedding_dim: Any,
     test_fraction: Any,
+    telescope: Any,
     device: Any,
-) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
-    """Validate the inputs; return ``x``, ``y`` in their common dtype and the hidden widths."""
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...], tuple[float, ...] | None]:
+    """Validate the inputs; return ``x``, ``y`` in their common dtype, the hidden widths and
+    the telescope's mixing weights (None without one)."""
     check_choice(method, "method", list(BOUNDS))
+    weights = _check_telescope(telescope)
+    if weights is not None and method != "classifier":
+        raise ValueError(
+            "`telescope` needs method='classifier' (the telescoped log-ratio is a plug-in "
+            f"estimate); got method={method!r}."
+        )
     check_choice(critic, "critic", CRITICS)
     check_positive(clip, "clip")
     widths = check_network(hidden, "elu")
@@ -191,7 +290,7 @@ def _mutual_information_iv(
             f"`x` and `y` must be on the same device; got {x_t.device} and {y_t.device}."
         )
     common = torch.promote_types(x_t.dtype, y_t.dtype)
-    return x_t.detach().to(common), y_t.detach().to(common), widths
+    return x_t.detach().to(common), y_t.detach().to(common), widths, weights
 
 
 def mutual_information(
@@ -208,6 +307,7 @@ def mutual_information(
     lr: float = 0.001,
     patience: int = 100,
     test_fraction: float = 0.5,
+    telescope: int | Sequence[float] | None = None,
     device: torch.device | str | None = None,
     rng: Any = None,
     progress: bool | None = None,
@@ -241,6 +341,19 @@ def mutual_information(
     expectation for a critic fixed before the evaluation rows are seen (hence the held-out
     part); DV's minibatch ``log E_q`` is biased up by about ``Var_q[exp f] / (2 b)``.
 
+    ``telescope`` chains K classifier ratios instead of one (telescoping density-ratio
+    estimation, Rhodes, Xu and Gutmann 2020): waymark k holds the pairs ``(x, y_k)`` with
+    ``y_k = sqrt(1 - a_k^2) y + a_k y'``, where ``y'`` is the y of another pair and
+    ``0 = a_0 < a_1 < ... < a_K = 1``, so waymark 0 is the joint and waymark K the product of
+    the marginals (only y is mixed, so x keeps its marginal). Critic k is trained on the
+    logistic loss to separate waymark k from k + 1, both mixed from the same two pairs, so
+    ``f_k ~ log p_k / p_(k+1)``, and ``log r = f_0 + ... + f_(K-1)`` is evaluated on the
+    held-out joint pairs (``I = E_p[log r]``). Each ratio spans a fraction of the MI, so each
+    classifier still sees overlap where a single one saturates. The K critics have separate
+    networks (no shared body) and are trained together by one Adam on the sum of their
+    losses (which separates, so each critic's gradient is its own), with early stopping on
+    the summed held-out loss; a step costs K times a single pointwise critic's.
+
     Parameters
     ----------
     x : array-like or Tensor of shape (n, d_x)
@@ -271,6 +384,11 @@ def mutual_information(
         Steps without a lower held-out loss before training stops.
     test_fraction : float, default=0.5
         Fraction of the pairs held out for the estimate, in (0, 1).
+    telescope : None, int or sequence of float (or 1-D array), default=None
+        None: one ratio. An int K >= 1: K telescoped ratios with mixing weights
+        ``a_k = k / K``. A sequence: the inner weights ``a_1 < ... < a_(K-1)`` in (0, 1) (to
+        put waymarks where the ratio changes fastest, e.g. near the joint at high MI). Needs
+        ``method="classifier"``.
     device : None, str or torch.device, default=None
         Where to compute; default: where ``x`` is (the CPU for arrays).
     rng : None, int or numpy.random.Generator, default=None
@@ -283,7 +401,10 @@ def mutual_information(
     -------
     MutualInformationResult
         ``estimate`` (nats), ``standard_error`` (over the held-out blocks), ``bound``,
-        ``method``, ``critic``, the block values, the training history and ``details``.
+        ``method``, ``critic``, the block values, the training history and ``details``;
+        with ``telescope``, ``details`` adds ``telescope`` (K), ``mixing_weights`` (the
+        K + 1 weights ``a_k``) and ``waymark_terms`` (K values: the held-out mean of each
+        ``f_k``, averaged over the blocks as the estimate is, so they sum to it).
 
     Raises
     ------
@@ -291,7 +412,9 @@ def mutual_information(
         If an argument has the wrong type (the message names it).
     ValueError
         If ``x`` or ``y`` is not a finite 2-D sample, their row counts differ, a setting is
-        out of range, or too few rows are left to train or evaluate.
+        out of range (``telescope`` below 1 or its weights not increasing in (0, 1), or
+        given with another method than ``"classifier"``), or too few rows are left to train
+        or evaluate.
     NonFiniteLossError
         If the training loss becomes NaN or infinite (lower ``lr``).
     NonFiniteStatisticError
@@ -312,7 +435,8 @@ def mutual_information(
     al. (2019), "On variational bounds of mutual information", ICML. Song and Ermon (2020),
     "Understanding the limitations of variational mutual information estimators", ICLR.
     McAllester and Stratos (2020), "Formal limitations on the measurement of mutual
-    information", AISTATS.
+    information", AISTATS. Rhodes, Xu and Gutmann (2020), "Telescoping density-ratio
+    estimation", NeurIPS.
 
     Examples
     --------
@@ -336,8 +460,8 @@ def mutual_information(
         patience=patience,
     )
     progress = check_progress(progress)
-    x_t, y_t, widths = _mutual_information_iv(
-        x, y, method, critic, clip, hidden, embedding_dim, test_fraction, device
+    x_t, y_t, widths, weights = _mutual_information_iv(
+        x, y, method, critic, clip, hidden, embedding_dim, test_fraction, telescope, device
     )
     gen = check_rng(rng)
     n = x_t.shape[0]
@@ -350,13 +474,22 @@ def mutual_information(
     order = torch.as_tensor(gen.permutation(n), device=x_t.device)
     test, train = order[:n_test], order[n_test:]
     d_x = x_t.shape[1]
-    net = _make_critic(critic, x_t[train], y_t[train], widths, embedding_dim, gen)
     xy = torch.cat([x_t, y_t], dim=1)
     clip = float(clip)
+    if weights is None:
+        net = _make_critic(critic, x_t[train], y_t[train], widths, embedding_dim, gen)
 
-    def loss(module: nn.Module, a: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
-        # ``a`` is a minibatch of pairs (one block), or the validation part (several).
-        return _per_block(lambda s: _loss(method, s, clip), module, a, d_x, batch_size).mean()
+        def loss(module: nn.Module, a: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+            # ``a`` is a minibatch of pairs (one block), or the validation part (several).
+            return _per_block(lambda s: _loss(method, s, clip), module, a, d_x, batch_size).mean()
+
+    else:
+        net = _make_telescope(critic, x_t[train], y_t[train], weights, widths, embedding_dim, gen)
+
+        def loss(module: nn.Module, a: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+            # One Adam over all K critics: the summed loss separates, so each critic's
+            # gradient is that of its own pair of waymarks.
+            return _telescope_loss(module, a[:, :d_x], a[:, d_x:], weights)
 
     # Both samples are the training pairs: the loss reads only the first, whose minibatches
     # are drawn without replacement so that no pair recurs off the diagonal.
@@ -374,7 +507,11 @@ def mutual_information(
         progress=progress,
     )
     with torch.no_grad():
-        values = _per_block(lambda s: _value(method, s, clip), net, xy[test], d_x, batch_size)
+        if weights is None:
+            values = _per_block(lambda s: _value(method, s, clip), net, xy[test], d_x, batch_size)
+        else:
+            terms = _telescope_terms(net, xy[test], d_x, batch_size)
+            values = terms.sum(dim=1)
     block_estimates = values.detach().cpu().numpy().astype(np.float64)
     n_bad = int((~np.isfinite(block_estimates)).sum())
     if n_bad:
@@ -392,6 +529,10 @@ def mutual_information(
     }
     if method == "smile":
         details["clip"] = clip
+    if weights is not None:
+        details["telescope"] = len(weights) - 1
+        details["mixing_weights"] = np.asarray(weights)
+        details["waymark_terms"] = terms.mean(dim=0).cpu().numpy().astype(np.float64)
     return MutualInformationResult(
         estimate=float(block_estimates.mean()),
         standard_error=float(block_estimates.std(ddof=1) / math.sqrt(k)) if k > 1 else None,
