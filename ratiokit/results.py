@@ -1019,7 +1019,9 @@ class MutualInformationResult(_CompactRepr):
         The critic's training record.
     details : dict
         ``n_train``, ``n_test``, ``batch_size``, ``log_batch_size`` (InfoNCE's cap: the log
-        of the largest held-out block) and, for smile, ``clip``.
+        of the largest held-out block), for smile ``clip``, and with telescoping
+        ``telescope``, ``mixing_weights`` and ``waymark_terms`` (the K log-ratio terms, which
+        add up to the estimate).
     """
 
     estimate: float
