@@ -104,7 +104,7 @@ for label, (method, config) in runs.items():
 # The samples
 # -----------
 # Data (blue) and 2,000 samples of each generator, with the 3-sd circle round each mode.
-fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharex=True, sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))
 for ax, (label, sample) in zip(axes, generated.items(), strict=True):
     plot_samples(data[:2000], sample, ax=ax, labels=("data", label), title=label)
     for c in centres:
