@@ -16,7 +16,7 @@ decides the game. Two are compared here:
 
 Both are judged against the truth on fresh samples by the MMD (median-bandwidth Gaussian
 kernel), which neither was trained on. The budgets are small so that the documentation
-builds quickly (seconds per method on the CPU).
+builds quickly (about 15 to 20 seconds per method on one CPU thread).
 """
 
 # %%
