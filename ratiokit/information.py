@@ -320,18 +320,18 @@ def mutual_information(
     ``(x_i, y_j)``, i != j, draws from the product of the marginals. With ``E_p`` the mean
     over the diagonal and ``E_q`` over the off-diagonal of the block's score matrix:
 
-    ==============  ===============================================  ==============  ===========
-    ``method``      value                                            trained on      ``bound``
-    ==============  ===============================================  ==============  ===========
-    ``"dv"``        ``E_p[f] - log E_q[exp f]`` (Donsker-Varadhan;   the value       lower bound
-                    MINE)
-    ``"nwj"``       ``1 + E_p[f] - E_q[exp f]`` (NWJ)                the value       lower bound
-    ``"infonce"``   ``mean_i [f_ii - log sum_j exp f_ij] + log b``   the value       lower bound
-    ``"js"``        NWJ's value                                      logistic loss   lower bound
-    ``"smile"``     DV with ``f`` clipped to ``[-clip, clip]`` in    logistic loss   estimate
-                    ``log E_q[exp f]``
-    ``"classifier"`` ``E_p[f]``, the plug-in of ``f = log r``       logistic loss   estimate
-    ==============  ===============================================  ==============  ===========
+    ================  ===============================================  ==============  ===========
+    ``method``        value                                            trained on      ``bound``
+    ================  ===============================================  ==============  ===========
+    ``"dv"``          ``E_p[f] - log E_q[exp f]`` (Donsker-Varadhan;   the value       lower bound
+                      MINE)
+    ``"nwj"``         ``1 + E_p[f] - E_q[exp f]`` (NWJ)                the value       lower bound
+    ``"infonce"``     ``mean_i [f_ii - log sum_j exp f_ij] + log b``   the value       lower bound
+    ``"js"``          NWJ's value                                      logistic loss   lower bound
+    ``"smile"``       DV with ``f`` clipped to ``[-clip, clip]`` in    logistic loss   estimate
+                      ``log E_q[exp f]``
+    ``"classifier"``  ``E_p[f]``, the plug-in of ``f = log r``         logistic loss   estimate
+    ================  ===============================================  ==============  ===========
 
     The logistic loss ``E_p[softplus(-f)] / 2 + E_q[softplus(f)] / 2`` (the classifier ratio
     estimator's, and the Jensen-Shannon f-GAN bound's) is minimised by ``f = log r``.

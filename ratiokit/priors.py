@@ -19,7 +19,7 @@ __all__ = ["BoxUniform", "Prior"]
 
 
 class BoxUniform:
-    """The uniform prior on the box ``[low_1, high_1] x ... x [low_d, high_d]``.
+    """The uniform prior on a box: independent uniforms on ``[low_j, high_j]``, j = 1..d.
 
     ``log p(theta) = -sum_j log(high_j - low_j)`` inside the box, ``-inf`` outside.
 
