@@ -40,6 +40,7 @@ __all__ = [
     "make_critic",
     "mlp_critic",
     "train_critic",
+    "training_kwargs",
 ]
 
 #: Hidden-layer activations of :func:`mlp_critic`.
@@ -64,6 +65,13 @@ TRAINING_SETTINGS = (
     "patience",
     "progress",
 )
+
+
+def training_kwargs(method: Any) -> dict[str, Any]:
+    """The :data:`TRAINING_SETTINGS` a trained method holds, as keyword arguments of
+    :func:`train_critic` (the one place that lists them for its ``fit_critic``)."""
+    return {name: getattr(method, name) for name in TRAINING_SETTINGS}
+
 
 #: A loss of the critic on one minibatch of each sample: ``loss_fn(module, x_p, x_q)``.
 CriticLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -21,6 +21,7 @@ from ratiokit.critics import (
     evaluate_critic,
     make_critic,
     train_critic,
+    training_kwargs,
 )
 from ratiokit.methods._base import Discrepancy
 from ratiokit.results import TrainHistory
@@ -252,14 +253,8 @@ class NeuralBregman(Discrepancy):
             self.critic_,
             x_p,
             x_q,
-            max_steps=self.max_steps,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            validation_fraction=self.validation_fraction,
-            patience=self.patience,
             rng=gen,
-            progress=self.progress,
+            **training_kwargs(self),
         )
         return self
 
