@@ -374,7 +374,7 @@ def hand_written_gan(make_model, data, *, latent, batch, hidden, activation, ste
                      lean, update):  # fmt: skip
     """The non-saturating GAN loop written out in plain PyTorch, computing what
     ``train(model, sample, data, Classifier(hidden, activation), config, rng=rng)`` computes:
-    the same streams (:data:`ratiokit.training._STREAMS`), initial critic, batches and noise.
+    the same streams (:data:`ratiokit.training.RNG_STREAMS`), initial critic, batches and noise.
 
     ``lean``: the generator's backward fills only the generator's gradients (``train`` does
     this); otherwise the critic's too, as in the textbook loop. ``update``: Adam's
@@ -384,10 +384,10 @@ def hand_written_gan(make_model, data, *, latent, batch, hidden, activation, ste
     """
     from ratiokit._rng import check_rng, fork_torch_rng, torch_seed
     from ratiokit.critics import make_critic
-    from ratiokit.training import _STREAMS
+    from ratiokit.training import RNG_STREAMS
 
     gen = check_rng(rng)
-    seeds = {name: torch_seed(gen) for name in _STREAMS}
+    seeds = {name: torch_seed(gen) for name in RNG_STREAMS}
     model = make_model()
     with fork_torch_rng(seeds["global"]):
         data_gen = torch.Generator().manual_seed(seeds["data"])

@@ -68,12 +68,12 @@ from ratiokit.exceptions import NonFiniteLossError
 from ratiokit.methods import Discrepancy, get_method
 from ratiokit.results import TrainHistory
 
-__all__ = ["TrainOutcome", "check_overwrite_flag", "train"]
+__all__ = ["RNG_STREAMS", "TrainOutcome", "check_overwrite_flag", "train"]
 
 #: The run's independent streams, each seeded by one draw from ``rng``, in this order:
 #: torch's global RNG inside the run, data batches, model samples, closed-form refits,
 #: critic initialisation, and spectral normalisation's power-iteration start.
-_STREAMS = ("global", "data", "model", "refit", "init", "spectral")
+RNG_STREAMS = ("global", "data", "model", "refit", "init", "spectral")
 
 #: What to use in the loop instead of each critic-training setting of a method.
 _INSTEAD = {
@@ -332,7 +332,7 @@ def train(
     device = _device(model, config)
     model.to(device)
     gen = check_rng(rng)
-    seeds = [torch_seed(gen) for _ in _STREAMS]
+    seeds = [torch_seed(gen) for _ in RNG_STREAMS]
     with fork_torch_rng(seeds[0], device), _DeferredInterrupt() as ctrl_c:
         return _run(
             model, sample, x_data, method, config, seeds, device, path, resume, overwrite,

@@ -28,7 +28,7 @@ from ratiokit.exceptions import NonFiniteLossError
 from ratiokit.methods import METHODS, Classifier, DeepKernelMMD, FDivergence, get_method
 from ratiokit.results import TrainHistory
 from ratiokit.simulators import GaussianLocationScale
-from ratiokit.training import _STREAMS, TrainOutcome, train
+from ratiokit.training import RNG_STREAMS, TrainOutcome, train
 
 
 def data_2d(n=200, shift=1.0, seed=0):
@@ -98,7 +98,7 @@ def test_every_method_trains_and_gradients_reach_the_model(name):
 @pytest.mark.parametrize("loss", ["non-saturating", "minimax"])
 def test_classifier_gan_equals_a_hand_written_loop(loss):
     # Reference: the GAN algorithm of Goodfellow et al. (2014) written out with plain
-    # PyTorch on the loop's documented streams (_STREAMS): k = 2 discriminator steps on the
+    # PyTorch on the loop's documented streams (RNG_STREAMS): k = 2 discriminator steps on the
     # balanced logistic loss, then one generator step on -E_q[log sigmoid T] (non-saturating)
     # or E_q[log sigmoid(-T)] / 2 (minimax), Adam for both.
     config = quick(max_steps=5, critic_steps=2, generator_loss=loss, lr=0.01, critic_lr=0.02)
@@ -108,7 +108,7 @@ def test_classifier_gan_equals_a_hand_written_loop(loss):
     out = train(model, sampler(model), data, Classifier(hidden=(8,)), config, rng=3)
 
     gen = check_rng(3)
-    seeds = {name: torch_seed(gen) for name in _STREAMS}
+    seeds = {name: torch_seed(gen) for name in RNG_STREAMS}
     data_gen = torch.Generator().manual_seed(seeds["data"])
     model_gen = torch.Generator().manual_seed(seeds["model"])
     sample = sampler(ref_model)
