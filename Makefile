@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 # KeOps compiles each formula once; keep its cache with this checkout's environment.
 export KEOPS_CACHE_FOLDER ?= $(CURDIR)/.keops_cache
 
+# Tests run in one process per core (pytest-xdist; each process uses one torch thread, see
+# tests/conftest.py), an idle process taking queued tests from a busy one. `make test XDIST=`
+# runs them in one process.
+XDIST ?= -n auto --dist worksteal
+
 .PHONY: demo test test-all lint bench doctor docs clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -24,14 +29,14 @@ demo: $(BIN)/.installed
 test: $(BIN)/.docs-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -m "not slow"
-	$(BIN)/python -m pytest -m slow tests/test_calibration.py tests/test_keops_cache.py \
+	$(BIN)/python -m pytest $(XDIST) -m "not slow"
+	$(BIN)/python -m pytest $(XDIST) -m slow tests/test_calibration.py tests/test_keops_cache.py \
 		tests/test_ratio.py::test_confidence_interval_covers_the_closed_form_kl_at_its_level
 	$(MAKE) docs
 
 # Every test, the other slow checks included (float32 sums at n = 1e5, ...).
 test-all: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
