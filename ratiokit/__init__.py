@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ratiokit import simulators
+    from ratiokit import simulators, tasks
     from ratiokit.benchmarking import benchmark
     from ratiokit.calibration import expected_coverage, sbc
     from ratiokit.config import SearchConfig, TrainConfig
@@ -190,6 +190,8 @@ __all__ = [
     "SBCResult",
     "expected_coverage",
     "sbc",
+    # Benchmark tasks with known posteriors.
+    "tasks",
 ]
 
 

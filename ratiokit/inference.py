@@ -122,8 +122,8 @@ def _scores(net: nn.Module, pairs: torch.Tensor, d_theta: int, k: int) -> torch.
 
 def _as_batch(theta: Any, x: Any, d_theta: int, d_x: int) -> tuple[np.ndarray, np.ndarray]:
     """``theta`` (m, d_theta) and ``x`` broadcast to (m, d_x) as float64 arrays."""
-    theta = _as_rows(theta, "theta", d_theta)
-    x = _as_rows(x, "x", d_x)
+    theta = as_rows(theta, "theta", d_theta)
+    x = as_rows(x, "x", d_x)
     if x.shape[0] == 1:
         x = np.broadcast_to(x, (theta.shape[0], d_x))
     elif theta.shape[0] == 1:
@@ -136,7 +136,7 @@ def _as_batch(theta: Any, x: Any, d_theta: int, d_x: int) -> tuple[np.ndarray, n
     return theta, x
 
 
-def _as_rows(value: Any, name: str, d: int) -> np.ndarray:
+def as_rows(value: Any, name: str, d: int) -> np.ndarray:
     """``value`` as a finite float64 array of shape (m, d); a 1-D input of length d is one row."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
@@ -377,7 +377,7 @@ class Posterior:
             if n_proposals is None
             else check_int(n_proposals, "n_proposals", minimum=1)
         )
-        x = _as_rows(x, "x", self.x_dim)
+        x = as_rows(x, "x", self.x_dim)
         progress = check_progress(progress)
         gen = check_rng(rng)
         if x.shape[0] == 1:
@@ -469,7 +469,7 @@ class Posterior:
         ndarray of shape (theta_dim,)
         """
         n_proposals = check_int(n_proposals, "n_proposals", minimum=1)
-        x = _as_rows(x, "x", self.x_dim)
+        x = as_rows(x, "x", self.x_dim)
         if x.shape[0] != 1:
             raise ValueError(
                 f"`x` must be one observation of shape ({self.x_dim},); got {x.shape[0]} rows."
