@@ -367,3 +367,96 @@ def test_nre_loss_errors_name_the_argument() -> None:
 def test_load_refuses_a_missing_file(tmp_path: object) -> None:
     with pytest.raises(ValueError, match="`path` must be a file written by Posterior.save"):
         rk.Posterior.load(tmp_path / "none.pt", prior=normal_prior())
+
+
+# --- rk.c2st ----------------------------------------------------------------------------------
+
+
+def test_c2st_equal_distributions_near_half() -> None:
+    gen = np.random.default_rng(0)
+    a, b = gen.normal(size=(1000, 2)), gen.normal(size=(1000, 2))
+    res = rk.c2st(a, b, n_permutations=199, rng=0)
+    # 500 held-out points of each sample; under H0 the critic's predictions are independent
+    # of the held-out labels, so the number correct is at most as spread as
+    # Binomial(1000, 1/2): inside its central 1 - 1e-4 interval.
+    assert (res.n_x, res.n_y) == (500, 500)
+    low, high = st.binom.interval(1 - 1e-4, 1000, 0.5)
+    assert low / 1000 <= res.accuracy <= high / 1000
+    assert res.pvalue > 1e-3 and res.binomial_pvalue > 1e-3
+    assert res.method == "classifier" and res.n_permutations == 199
+    # The binomial tail P(Binomial(1000, 1/2) >= correct), recomputed.
+    correct = round(res.accuracy * 1000)
+    assert res.binomial_pvalue == pytest.approx(st.binom.sf(correct - 1, 1000, 0.5), rel=1e-9)
+    # An int rng gives the same result.
+    again = rk.c2st(a, b, n_permutations=199, rng=0)
+    assert again.accuracy == res.accuracy and again.pvalue == res.pvalue
+
+
+def test_c2st_separated_distributions_near_bayes_accuracy() -> None:
+    gen = np.random.default_rng(1)
+    a, b = gen.normal(size=(1000, 2)), gen.normal(3.0, 1.0, size=(1000, 2))
+    res = rk.c2st(a, b, n_permutations=199, rng=0)
+    # Two unit Gaussians at Mahalanobis distance 3 sqrt 2: the Bayes accuracy is
+    # Phi(3 sqrt 2 / 2) = 0.983, no classifier's expected accuracy exceeds it, and the
+    # held-out accuracy of 1000 points has standard error sqrt(0.983 0.017 / 1000) = 0.004:
+    # above it by at most 4 standard errors, and below by at most 0.02 for a trained MLP
+    # (a 0.004 margin of estimation on 1000 training points, with room to spare).
+    bayes = st.norm.cdf(3 * math.sqrt(2) / 2)
+    se = math.sqrt(bayes * (1 - bayes) / 1000)
+    assert bayes - 0.02 - 4 * se < res.accuracy < bayes + 4 * se
+    assert res.pvalue == pytest.approx(1 / 200) and res.binomial_pvalue < 1e-100
+
+
+def test_c2st_scores_reference_posteriors() -> None:
+    # Two reference samples at one observation are one distribution; at two different
+    # observations of the Gaussian linear task (posteriors N(x / 2, 0.05 I), whose means
+    # differ by many posterior sds), they are separated.
+    task = rk.tasks.GaussianLinear()
+    x = task.observations
+    same = rk.c2st(
+        task.reference_posterior(600, x=x[0], rng=0),
+        task.reference_posterior(600, x=x[0], rng=1),
+        n_permutations=99,
+        rng=0,
+    )
+    low, high = st.binom.interval(1 - 1e-4, 600, 0.5)
+    assert low / 600 <= same.accuracy <= high / 600
+    apart = rk.c2st(
+        task.reference_posterior(600, x=x[0], rng=0),
+        task.reference_posterior(600, x=x[1], rng=1),
+        n_permutations=99,
+        rng=0,
+    )
+    assert np.linalg.norm(x[0] - x[1]) / 2 / math.sqrt(0.05) > 4
+    assert apart.accuracy > 0.95
+
+
+def test_c2st_errors_name_the_argument() -> None:
+    gen = np.random.default_rng(0)
+    a, b = gen.normal(size=(50, 2)), gen.normal(size=(50, 2))
+    with pytest.raises(ValueError, match="`method` must be a ratio method with a learned critic"):
+        rk.c2st(a, b, method="mmd")
+    with pytest.raises(ValueError, match="`x` and `y` must have the same number of features"):
+        rk.c2st(a, gen.normal(size=(50, 3)))
+    with pytest.raises(ValueError, match="`n_permutations` must be an integer >= 1"):
+        rk.c2st(a, b, n_permutations=0)
+    with pytest.raises(TypeError, match="`standardize` must be True or False"):
+        rk.c2st(a, b, standardize="yes")
+    with pytest.raises(ValueError, match="`x` must hold finite values"):
+        rk.c2st(np.full((50, 2), np.nan), b)
+
+
+@pytest.mark.slow
+def test_c2st_type_one_error() -> None:
+    # R = 100 tests of two samples from one distribution at level 0.05: the rejections are
+    # Binomial(100, <= 0.05) for a valid test, inside binom.interval(0.998, 100, 0.05) =
+    # [0, 13].
+    gen = np.random.default_rng(5)
+    rejections = sum(
+        rk.c2st(
+            gen.normal(size=(200, 2)), gen.normal(size=(200, 2)), n_permutations=99, rng=seed
+        ).pvalue
+        <= 0.05
+        for seed in range(100)
+    )
+    assert rejections <= 13
