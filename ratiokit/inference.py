@@ -662,6 +662,58 @@ class Posterior:
             theta=np.stack([d.theta for d in draws]), method=method, **diagnostics
         )
 
+    def plot(
+        self,
+        x: Any,
+        *,
+        n: int = 1000,
+        method: str = "sir",
+        reference: Any = None,
+        truth: Any = None,
+        ax: Any = None,
+        rng: Any = None,
+    ) -> np.ndarray:
+        """A pair plot of ``n`` posterior draws at the observation ``x``; returns the Axes.
+
+        Draws with :meth:`sample` and plots them with :func:`ratiokit.plot.plot_pairs`:
+        histograms on the diagonal, pairs below it, ``reference`` draws (an exact
+        posterior's, say) overlaid and ``truth`` marked.
+
+        Parameters
+        ----------
+        x : array-like of shape (x_dim,)
+            One observation.
+        n : int, default=1000
+            Draws to plot.
+        method : {"sir", "rejection", "slice"}, default="sir"
+        reference : array-like of shape (m, theta_dim), default=None
+        truth : array-like of shape (theta_dim,), default=None
+        ax : array of Axes of shape (theta_dim, theta_dim), default=None
+            Where to draw; default: a new figure.
+        rng : None, int or numpy.random.Generator, default=None
+
+        Returns
+        -------
+        ndarray of Axes of shape (theta_dim, theta_dim)
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not one observation, or as :meth:`sample` and
+            :func:`~ratiokit.plot.plot_pairs`.
+        TypeError
+            If ``ax`` is not ``theta_dim ** 2`` Axes or None.
+        """
+        x = as_rows(x, "x", self.x_dim)
+        if x.shape[0] != 1:
+            raise ValueError(
+                f"`x` must be one observation of shape ({self.x_dim},); got {x.shape[0]} rows."
+            )
+        from ratiokit.plot import plot_pairs
+
+        draws = self.sample(n, x=x, method=method, rng=rng).theta
+        return plot_pairs(draws, ax=ax, reference=reference, truth=truth)
+
     def map(self, x: Any, *, n_proposals: int = 10_000, rng: Any = None) -> np.ndarray:
         """The maximum a posteriori theta at ``x``, approximately: the prior draw of highest
         ``log r + log p(theta)`` among ``n_proposals`` (no gradient refinement, so its error

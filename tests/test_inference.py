@@ -537,3 +537,40 @@ def test_slice_errors_name_the_argument() -> None:
         post.sample(3, x=[0.0], method="slice", warmup=-1)
     with pytest.raises(ValueError, match="`n_chains` must be an integer >= 1"):
         post.sample(3, x=[0.0], method="slice", n_chains=0)
+
+
+# --- the pair plot ----------------------------------------------------------------------------
+
+
+def test_plot_is_a_pair_plot_of_the_draws() -> None:
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    from ratiokit.plot import new_figure
+
+    post = exact_linear_gaussian()
+    task = rk.tasks.GaussianLinear()
+    x = task.observations[0]
+    reference = task.reference_posterior(300, x=x, rng=0)
+    grid = post.plot(x, n=300, reference=reference, truth=task.true_parameters[0], rng=0)
+    assert grid.shape == (10, 10) and all(isinstance(a, Axes) for a in grid.ravel())
+    # Below the diagonal: the draws' and the reference's points of coordinates (j, i).
+    draws = post.sample(300, x=x, rng=0).theta
+    points = grid[3, 1].collections[0].get_offsets()
+    np.testing.assert_array_equal(np.asarray(points), draws[:, [1, 3]])
+    assert len(grid[3, 1].collections) == 2 and not grid[1, 3].axison
+    assert grid[9, 0].get_xlabel() == "theta[0]" and grid[4, 0].get_ylabel() == "theta[4]"
+    # Given axes are drawn on and returned as the grid.
+    _, axes = new_figure(2, 2)
+    two = rk.Posterior(
+        zero_critic(3), rk.BoxUniform([0.0, 0.0], [1.0, 1.0]), x_dim=1, settings=SETTINGS
+    )
+    assert (two.plot([0.0], n=50, ax=axes, rng=0).ravel() == axes).all()
+    with pytest.raises(TypeError, match="`ax` must be 4 matplotlib Axes"):
+        two.plot([0.0], n=50, ax=axes[:3])
+    with pytest.raises(ValueError, match="`x` must be one observation"):
+        two.plot(np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="`truth` must have 2 coordinates"):
+        two.plot([0.0], n=50, truth=[0.0])
+    with pytest.raises(ValueError, match="`theta` and `reference` must have the same number"):
+        two.plot([0.0], n=50, reference=np.zeros((5, 3)))
