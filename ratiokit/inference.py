@@ -519,7 +519,8 @@ class Posterior:
         ------
         ValueError
             If a setting is out of range, ``x`` does not have ``x_dim`` features, or
-            rejection sampling accepts fewer than n draws in ``1000 n_proposals`` proposals.
+            rejection sampling accepts fewer than n draws in ``1000 n_proposals`` proposals,
+            or ``n_chains`` or ``warmup`` is given for a method other than ``"slice"``.
 
         Examples
         --------

@@ -175,6 +175,9 @@ def test_simulator_contract(name: str) -> None:
     assert np.isfinite(Prior(task.prior).log_prob(task.true_parameters)).all()
     draws = task.reference_posterior(5, x=task.observations[0], rng=0)
     assert draws.shape == (5, task.theta_dim)
+    np.testing.assert_array_equal(
+        draws, task.reference_posterior(5, x=task.observations[0], rng=0)
+    )
     assert np.isfinite(Prior(task.prior).log_prob(draws)).all()
 
 
