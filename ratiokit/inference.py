@@ -178,8 +178,9 @@ def slice_sample(
     log_prob: Callable[[np.ndarray], np.ndarray],
     init: np.ndarray,
     n_sweeps: int,
-    width: np.ndarray,
-    gen: np.random.Generator,
+    width: Any,
+    *,
+    rng: Any = None,
 ) -> tuple[np.ndarray, int]:
     """Coordinate-wise slice sampling (Neal 2003), vectorised over independent chains.
 
@@ -198,9 +199,9 @@ def slice_sample(
         Starting points, each with a finite ``log_prob``.
     n_sweeps : int
         Sweeps to run.
-    width : ndarray of shape (d,)
+    width : array-like of shape (d,)
         The initial interval width per coordinate (positive).
-    gen : numpy.random.Generator
+    rng : None, int or numpy.random.Generator, default=None
 
     Returns
     -------
@@ -209,20 +210,34 @@ def slice_sample(
     int
         The rows ``log_prob`` was evaluated on.
 
+    Raises
+    ------
+    ValueError
+        If ``init`` is not a 2-D array whose rows have a finite ``log_prob``, ``width`` is not
+        d positive numbers, or ``n_sweeps`` < 1.
+
     Examples
     --------
     >>> import numpy as np
     >>> def log_prob(theta):  # the standard normal
     ...     return -0.5 * (theta**2).sum(axis=1)
-    >>> states, _ = slice_sample(log_prob, np.zeros((100, 1)), 200, np.ones(1),
-    ...                          np.random.default_rng(0))
+    >>> states, _ = slice_sample(log_prob, np.zeros((100, 1)), 200, [1.0], rng=0)
     >>> draws = states[50:].reshape(-1)  # 15,000 states, ESS about 8,500
     >>> bool(abs(draws.mean()) < 0.05), bool(abs(draws.std() - 1) < 0.05)
     (True, True)
     """
-    theta = init.copy()
+    n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1)
+    theta = np.array(init, dtype=np.float64)
+    if theta.ndim != 2:
+        raise ValueError(f"`init` must have shape (n_chains, d); got shape {theta.shape}.")
     n_chains, d = theta.shape
-    current = log_prob(theta)
+    width = np.asarray(width, dtype=np.float64).reshape(-1)
+    if width.shape != (d,) or not (np.isfinite(width) & (width > 0)).all():
+        raise ValueError(f"`width` must be {d} positive numbers; got {width.tolist()}.")
+    gen = check_rng(rng)
+    current = np.asarray(log_prob(theta), dtype=np.float64)
+    if not np.isfinite(current).all():
+        raise ValueError("`init` must hold points with a finite `log_prob`.")
     n_evaluations = n_chains
     states = np.empty((n_sweeps, n_chains, d))
 
@@ -584,7 +599,7 @@ class Posterior:
                 return self._log_ratio(theta, rows) + self._prior.log_prob(theta)
 
             sweeps = math.ceil(n / n_chains)
-            states, n_evaluations = slice_sample(log_prob, init, warmup + sweeps, width, gen)
+            states, n_evaluations = slice_sample(log_prob, init, warmup + sweeps, width, rng=gen)
             kept = states[warmup:]
             return PosteriorSamples(
                 theta=kept.reshape(-1, self.theta_dim)[:n],
