@@ -12,9 +12,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ratiokit import simulators
+    from ratiokit import simulators, tasks
     from ratiokit.benchmarking import benchmark
-    from ratiokit.calibration import expected_coverage, sbc
+    from ratiokit.calibration import c2st, expected_coverage, sbc
     from ratiokit.config import SearchConfig, TrainConfig
     from ratiokit.exceptions import (
         ConvergenceWarning,
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ratiokit.priors import BoxUniform
     from ratiokit.ratio import RatioEstimator, discrepancy, divergence, estimate_ratio
     from ratiokit.results import (
+        C2STResult,
         ConfidenceInterval,
         DivergenceResult,
         FitResult,
@@ -129,6 +130,9 @@ _SOURCES = {
     # Calibration of posteriors.
     **dict.fromkeys(["expected_coverage", "sbc"], "ratiokit.calibration"),
     **dict.fromkeys(["CoverageResult", "SBCResult"], "ratiokit.results"),
+    # The classifier two-sample test of posterior samples.
+    "c2st": "ratiokit.calibration",
+    "C2STResult": "ratiokit.results",
 }
 
 __all__ = [
@@ -190,6 +194,10 @@ __all__ = [
     "SBCResult",
     "expected_coverage",
     "sbc",
+    # Benchmark tasks with known posteriors, and the classifier two-sample test.
+    "tasks",
+    "C2STResult",
+    "c2st",
 ]
 
 

@@ -1,4 +1,5 @@
-"""Is a posterior calibrated? Simulation-based calibration and expected coverage.
+"""Is a posterior calibrated? Simulation-based calibration, expected coverage, and the
+classifier two-sample test :func:`c2st` that compares two posterior sample sets.
 
 Both diagnostics draw ``theta_i ~ p(theta)`` and ``x_i ~ p(x | theta_i)``, i = 1..N, and ask
 where the true ``theta_i`` falls among L draws from the posterior at ``x_i``. For a
@@ -28,11 +29,14 @@ import scipy.stats
 from ratiokit._progress import check_progress
 from ratiokit._rng import check_rng
 from ratiokit._validation import check_int
+from ratiokit.config import N_PERMUTATIONS
 from ratiokit.inference import simulate
+from ratiokit.methods import Discrepancy, fits_on_split, get_method
 from ratiokit.priors import Prior
-from ratiokit.results import CoverageResult, SBCResult
+from ratiokit.results import C2STResult, CoverageResult, SBCResult
+from ratiokit.two_sample import two_sample_test
 
-__all__ = ["expected_coverage", "sbc"]
+__all__ = ["c2st", "expected_coverage", "sbc"]
 
 #: At least this many expected ranks per bin of the chi-square test (its usual validity rule).
 MIN_EXPECTED = 5
@@ -285,4 +289,114 @@ def expected_coverage(
         band_low=low / n_sbc,
         band_high=high / n_sbc,
         n_samples=n_samples,
+    )
+
+
+def c2st(
+    x: Any,
+    y: Any,
+    *,
+    method: str | Discrepancy = "classifier",
+    standardize: bool = True,
+    fit_size: float | None = None,
+    n_permutations: int = N_PERMUTATIONS,
+    rng: Any = None,
+    device: Any = None,
+    progress: bool | None = None,
+) -> C2STResult:
+    r"""Classifier two-sample test: the held-out accuracy of a classifier of ``x`` against ``y``.
+
+    ``accuracy = #{held-out points classified correctly} / (n_x + n_y)``, 0.5 when x and y
+    come from one distribution and 1 when they are separated: the C2ST of Lopez-Paz and
+    Oquab (2017), which Lueckmann et al. (2021) use to score approximate posterior samples
+    against reference ones. It is :func:`ratiokit.two_sample_test` with a learned critic: the
+    critic is fitted on ``fit_size`` of each sample (half by default) and classifies the
+    held-out rest by ``log r > log(n_y / n_x)``; the p-values are the test's permutation
+    p-value of that accuracy and its exact binomial tail.
+
+    Parameters
+    ----------
+    x : array-like or Tensor of shape (n, d) or (n,)
+        One sample, e.g. draws from an approximate posterior.
+    y : array-like or Tensor of shape (m, d) or (m,)
+        The other, e.g. reference posterior draws.
+    method : str or Discrepancy, default="classifier"
+        A method with a learned critic and log-ratios: ``"classifier"`` (an MLP), or an
+        instance such as ``Classifier(hidden=(32, 32))`` or a scikit-learn critic.
+    standardize : bool, default=True
+        Scale each feature by the pooled sample's mean and standard deviation first (as
+        sbibm's C2ST does); label-free, so the test stays exact.
+    fit_size : float in (0, 1) or None, default=None
+        The fraction of the smaller sample the critic is fitted on (None: 0.5).
+    n_permutations : int, default=N_PERMUTATIONS
+        B, the relabellings of the accuracy's permutation p-value.
+    rng : None, int or numpy.random.Generator, default=None
+        Seeds the split, the critic and the relabellings; an int gives the same result.
+    device : str or torch.device, default=None
+        Where to train and evaluate the critic.
+    progress : bool or None, default=None
+        A progress bar while the critic trains.
+
+    Returns
+    -------
+    C2STResult
+        ``accuracy``, its permutation ``pvalue`` and ``binomial_pvalue``, and the held-out
+        sizes ``n_x`` and ``n_y``.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` has no learned critic with log-ratios, or as
+        :func:`ratiokit.two_sample_test` for invalid samples or settings.
+    TypeError
+        As :func:`ratiokit.two_sample_test`, for arguments of the wrong type.
+
+    References
+    ----------
+    Lopez-Paz and Oquab (2017), "Revisiting classifier two-sample tests", ICLR. Lueckmann,
+    Boelts, Greenberg, Goncalves and Macke (2021), "Benchmarking simulation-based
+    inference", AISTATS.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import ratiokit as rk
+    >>> gen = np.random.default_rng(0)
+    >>> a, b = gen.normal(size=(400, 2)), gen.normal(3.0, 1.0, size=(400, 2))
+    >>> res = rk.c2st(a, b, rng=0)
+    >>> bool(res.accuracy > 0.9), res.n_x, res.pvalue  # (1 + 0) / (1 + 999)
+    (True, 200, 0.001)
+    """
+    estimator = get_method(method, test=True)
+    if not (fits_on_split(estimator) and estimator.has_log_ratio):
+        raise ValueError(
+            "`method` must be a ratio method with a learned critic (such as 'classifier'), "
+            f"whose held-out log-ratios classify the points; got {estimator.name!r}."
+        )
+    res = two_sample_test(
+        x,
+        y,
+        method=estimator,
+        n_permutations=n_permutations,
+        rng=rng,
+        device=device,
+        progress=progress,
+        standardize=standardize,
+        fit_size=fit_size,
+    )
+    details = dict(res.details)
+    accuracy = details.pop("accuracy")
+    pvalue = details.pop("accuracy_pvalue")
+    binomial_pvalue = details.pop("binomial_pvalue")
+    del details["statistic"]  # the test's name for its statistic, kept below by value
+    details.update(log_ratio_difference=res.statistic, log_ratio_difference_pvalue=res.pvalue)
+    return C2STResult(
+        accuracy=accuracy,
+        pvalue=pvalue,
+        binomial_pvalue=binomial_pvalue,
+        n_x=details["n_x"],
+        n_y=details["n_y"],
+        method=res.method,
+        n_permutations=res.n_permutations,
+        details=details,
     )

@@ -37,15 +37,23 @@ __all__ = [
     "SAMPLERS",
     "Posterior",
     "PosteriorSamples",
+    "effective_sample_size",
     "infer",
     "nre_loss",
     "simulate",
+    "slice_sample",
 ]
 
 #: The training losses of :func:`infer`.
 LOSSES = ("nre-a", "nre-b", "nre-c")
 #: The samplers of :meth:`Posterior.sample`.
-SAMPLERS = ("sir", "rejection")
+SAMPLERS = ("sir", "rejection", "slice")
+#: Slice sampling's defaults: the fewest chains, and sweeps (every coordinate once) discarded
+#: as warm-up (the chains start from SIR draws, already near the posterior).
+N_CHAINS = 100
+WARMUP = 20
+#: Stepping out of slice sampling: at most this many widths in all, on both sides.
+MAX_STEP_OUT = 10
 #: Rows of ``[theta, x]`` per critic pass when :meth:`Posterior.sample` serves many
 #: observations (proposals times observations, in chunks of whole observations).
 CHUNK_ROWS = 2**18
@@ -122,8 +130,8 @@ def _scores(net: nn.Module, pairs: torch.Tensor, d_theta: int, k: int) -> torch.
 
 def _as_batch(theta: Any, x: Any, d_theta: int, d_x: int) -> tuple[np.ndarray, np.ndarray]:
     """``theta`` (m, d_theta) and ``x`` broadcast to (m, d_x) as float64 arrays."""
-    theta = _as_rows(theta, "theta", d_theta)
-    x = _as_rows(x, "x", d_x)
+    theta = as_rows(theta, "theta", d_theta)
+    x = as_rows(x, "x", d_x)
     if x.shape[0] == 1:
         x = np.broadcast_to(x, (theta.shape[0], d_x))
     elif theta.shape[0] == 1:
@@ -136,7 +144,7 @@ def _as_batch(theta: Any, x: Any, d_theta: int, d_x: int) -> tuple[np.ndarray, n
     return theta, x
 
 
-def _as_rows(value: Any, name: str, d: int) -> np.ndarray:
+def as_rows(value: Any, name: str, d: int) -> np.ndarray:
     """``value`` as a finite float64 array of shape (m, d); a 1-D input of length d is one row."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
@@ -166,6 +174,159 @@ def _resample(
     return proposals[index], ess
 
 
+def slice_sample(
+    log_prob: Callable[[np.ndarray], np.ndarray],
+    init: np.ndarray,
+    n_sweeps: int,
+    width: Any,
+    *,
+    rng: Any = None,
+) -> tuple[np.ndarray, int]:
+    """Coordinate-wise slice sampling (Neal 2003), vectorised over independent chains.
+
+    Each sweep updates coordinate j = 1..d of every chain in turn: a level
+    ``log y = log p(theta) - E`` with ``E ~ Exp(1)``, an interval of ``width[j]`` placed
+    uniformly around ``theta_j`` and stepped out (at most :data:`MAX_STEP_OUT` widths, split
+    at random between the sides, which keeps detailed balance), then shrunk towards
+    ``theta_j`` until a uniform point of it lies above the level. Every chain moves at once:
+    one ``log_prob`` call per stepping or shrinking round, on the chains still active.
+
+    Parameters
+    ----------
+    log_prob : callable
+        ``log p`` up to a constant, rows (m, d) to (m,); ``-inf`` outside the support.
+    init : ndarray of shape (n_chains, d)
+        Starting points, each with a finite ``log_prob``.
+    n_sweeps : int
+        Sweeps to run.
+    width : array-like of shape (d,)
+        The initial interval width per coordinate (positive).
+    rng : None, int or numpy.random.Generator, default=None
+
+    Returns
+    -------
+    ndarray of shape (n_sweeps, n_chains, d)
+        The state of every chain after each sweep.
+    int
+        The rows ``log_prob`` was evaluated on.
+
+    Raises
+    ------
+    ValueError
+        If ``init`` is not a 2-D array whose rows have a finite ``log_prob``, ``width`` is not
+        d positive numbers, or ``n_sweeps`` < 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> def log_prob(theta):  # the standard normal
+    ...     return -0.5 * (theta**2).sum(axis=1)
+    >>> states, _ = slice_sample(log_prob, np.zeros((100, 1)), 200, [1.0], rng=0)
+    >>> draws = states[50:].reshape(-1)  # 15,000 states, ESS about 8,500
+    >>> bool(abs(draws.mean()) < 0.05), bool(abs(draws.std() - 1) < 0.05)
+    (True, True)
+    """
+    n_sweeps = check_int(n_sweeps, "n_sweeps", minimum=1)
+    theta = np.array(init, dtype=np.float64)
+    if theta.ndim != 2:
+        raise ValueError(f"`init` must have shape (n_chains, d); got shape {theta.shape}.")
+    n_chains, d = theta.shape
+    width = np.asarray(width, dtype=np.float64).reshape(-1)
+    if width.shape != (d,) or not (np.isfinite(width) & (width > 0)).all():
+        raise ValueError(f"`width` must be {d} positive numbers; got {width.tolist()}.")
+    gen = check_rng(rng)
+    current = np.asarray(log_prob(theta), dtype=np.float64)
+    if not np.isfinite(current).all():
+        raise ValueError("`init` must hold points with a finite `log_prob`.")
+    n_evaluations = n_chains
+    states = np.empty((n_sweeps, n_chains, d))
+
+    def evaluate(rows: np.ndarray, j: int, values: np.ndarray) -> np.ndarray:
+        nonlocal n_evaluations
+        trial = theta[rows].copy()
+        trial[:, j] = values
+        n_evaluations += rows.size
+        return log_prob(trial)
+
+    for sweep in range(n_sweeps):
+        for j in range(d):
+            level = current - gen.exponential(size=n_chains)
+            left = theta[:, j] - width[j] * gen.uniform(size=n_chains)
+            right = left + width[j]
+            steps_left = np.floor(MAX_STEP_OUT * gen.uniform(size=n_chains)).astype(np.int64)
+            steps_right = MAX_STEP_OUT - 1 - steps_left
+            # Step both ends out together: one log_prob call per round on both sides' rows.
+            out_left, out_right = np.flatnonzero(steps_left > 0), np.flatnonzero(steps_right > 0)
+            while out_left.size or out_right.size:
+                rows = np.concatenate([out_left, out_right])
+                inside = evaluate(rows, j, np.concatenate([left[out_left], right[out_right]]))
+                inside = inside > level[rows]
+                out_left, out_right = (
+                    out_left[inside[: out_left.size]],
+                    out_right[inside[out_left.size :]],
+                )
+                left[out_left] -= width[j]
+                right[out_right] += width[j]
+                steps_left[out_left] -= 1
+                steps_right[out_right] -= 1
+                out_left = out_left[steps_left[out_left] > 0]
+                out_right = out_right[steps_right[out_right] > 0]
+            rows = np.arange(n_chains)
+            while rows.size:
+                proposal = left[rows] + (right[rows] - left[rows]) * gen.uniform(size=rows.size)
+                value = evaluate(rows, j, proposal)
+                accept = value > level[rows]
+                theta[rows[accept], j] = proposal[accept]
+                current[rows[accept]] = value[accept]
+                below = proposal < theta[rows, j]
+                left[rows[~accept & below]] = proposal[~accept & below]
+                right[rows[~accept & ~below]] = proposal[~accept & ~below]
+                rows = rows[~accept]
+        states[sweep] = theta
+    return states, n_evaluations
+
+
+def effective_sample_size(chains: np.ndarray) -> float:
+    """The effective sample size of Markov chains, the smallest over coordinates.
+
+    ``C L / tau`` with ``tau = -1 + 2 sum_m (rho_2m + rho_2m+1)``, the autocorrelations
+    ``rho_k`` (about the pooled mean, averaged over the chains) summed in pairs while the
+    pair sums are positive (Geyer's initial positive sequence); at most ``C L``.
+
+    Parameters
+    ----------
+    chains : ndarray of shape (L, C, d)
+        L states of C chains in d coordinates.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gen = np.random.default_rng(0)
+    >>> ess = effective_sample_size(gen.standard_normal((1000, 4, 2)))  # independent draws
+    >>> bool(3000 < ess <= 4000)
+    True
+    """
+    n_steps, n_chains = chains.shape[:2]
+    if n_steps < 2:
+        return float(n_chains)
+    centred = chains - chains.mean(axis=(0, 1))
+    size = 2 ** math.ceil(math.log2(2 * n_steps))
+    spectrum = np.fft.rfft(centred, n=size, axis=0)
+    acov = np.fft.irfft(spectrum * spectrum.conj(), n=size, axis=0)[:n_steps].mean(axis=1)
+    n_pairs = n_steps // 2
+    scale = np.where(acov[0] > 0, acov[0], 1.0)  # a constant coordinate has no correlations
+    pairs = (acov[0 : 2 * n_pairs : 2] + acov[1 : 2 * n_pairs : 2]) / scale  # (n_pairs, d)
+    taus = []
+    for column in pairs.T:
+        stop = np.flatnonzero(column <= 0)
+        taus.append(2.0 * column[: stop[0] if stop.size else n_pairs].sum() - 1.0)
+    return float(n_steps * n_chains / max(1.0, max(taus)))
+
+
 @dataclass(frozen=True, repr=False, eq=False)
 class PosteriorSamples:
     """Draws from a :class:`Posterior` at one or many observations, with the sampler's
@@ -178,13 +339,15 @@ class PosteriorSamples:
     ----------
     theta : ndarray of shape (n, d), or (n_obs, n, d) for many observations
         The draws.
-    method : {"sir", "rejection"}
+    method : {"sir", "rejection", "slice"}
     n_proposals : int or ndarray of int
-        Prior draws whose ratio was evaluated.
+        Thetas whose ratio was evaluated: prior draws, and for slice sampling also the
+        points its chains evaluated.
     ess : float, ndarray or None
         SIR: the effective sample size ``(sum w)^2 / sum w^2`` of the importance weights
         ``w = r(theta, x)``; at most ``n_proposals``, and the draws repeat proposals when it
-        is not well above n.
+        is not well above n. Slice: the chains' effective sample size (the smallest over
+        coordinates, from their autocorrelations), at most the number of kept states.
     acceptance_rate : float, ndarray or None
         Rejection: accepted draws over proposals.
     log_bound : float, ndarray or None
@@ -314,6 +477,8 @@ class Posterior:
         x: Any,
         method: str = "sir",
         n_proposals: int | None = None,
+        n_chains: int | None = None,
+        warmup: int | None = None,
         rng: Any = None,
         progress: bool | None = None,
     ) -> PosteriorSamples:
@@ -325,14 +490,20 @@ class Posterior:
         size says how many distinct draws the weights are worth. ``"rejection"``: the bound
         ``M = max r`` over ``n_proposals`` prior draws, then prior draws accepted with
         probability ``r / M`` until n are accepted (exact when M bounds r; later draws above
-        M are counted in ``n_above_bound``).
+        M are counted in ``n_above_bound``). ``"slice"``: ``n_chains`` chains of
+        coordinate-wise slice sampling (:func:`slice_sample`) on ``log_prob``, all moved
+        at once, started from SIR draws (``n_proposals`` prior draws) with interval widths
+        their standard deviations; ``warmup`` sweeps are discarded and the next
+        ``ceil(n / n_chains)`` sweeps of every chain kept. It does not rely on the prior
+        covering the posterior's mass with many proposals, so it suits posteriors much
+        narrower than the prior; ``ess`` is then the chains' effective sample size.
 
         For ``n_obs`` observations, observation i is sampled with the i-th generator of
         ``numpy.random.default_rng(rng).spawn(n_obs)``, so its draws are those of
         ``sample(n, x=x[i], rng=child_i)`` (up to the critic's floating-point reductions
         over a larger batch). SIR evaluates the critic once on the proposals of many
-        observations together (:data:`CHUNK_ROWS` rows a pass); rejection runs observation
-        by observation.
+        observations together (:data:`CHUNK_ROWS` rows a pass); rejection and slice
+        sampling run observation by observation.
 
         Parameters
         ----------
@@ -340,10 +511,15 @@ class Posterior:
             Number of draws per observation.
         x : array-like of shape (x_dim,) or (n_obs, x_dim)
             One observation (also as one row), or ``n_obs`` > 1 of them.
-        method : {"sir", "rejection"}, default="sir"
+        method : {"sir", "rejection", "slice"}, default="sir"
         n_proposals : int, default=None
-            Prior draws for SIR's weights or the rejection bound, per observation; default
-            ``max(20 n, 10_000)``.
+            Prior draws for SIR's weights, the rejection bound or the slice chains' starts,
+            per observation; default ``max(20 n, 10_000)``.
+        n_chains : int, default=None
+            Slice sampling's chains (only for ``"slice"``); default ``min(n, max(100, n // 20))``
+            (at least 20 kept sweeps per chain when n allows).
+        warmup : int, default=None
+            Slice sampling's discarded sweeps (only for ``"slice"``); default 20.
         rng : None, int or numpy.random.Generator, default=None
         progress : bool or None, default=None
             A progress bar over the observations (for more than one).
@@ -358,7 +534,8 @@ class Posterior:
         ------
         ValueError
             If a setting is out of range, ``x`` does not have ``x_dim`` features, or
-            rejection sampling accepts fewer than n draws in ``1000 n_proposals`` proposals.
+            rejection sampling accepts fewer than n draws in ``1000 n_proposals`` proposals,
+            or ``n_chains`` or ``warmup`` is given for a method other than ``"slice"``.
 
         Examples
         --------
@@ -372,20 +549,38 @@ class Posterior:
         """
         n = check_int(n, "n", minimum=1)
         check_choice(method, "method", SAMPLERS)
+        if method != "slice" and (n_chains is not None or warmup is not None):
+            raise ValueError(
+                "`n_chains` and `warmup` must be None unless `method`='slice'; got "
+                f"{n_chains!r} and {warmup!r} with method={method!r}."
+            )
+        chains = (
+            min(n, max(N_CHAINS, n // 20))
+            if n_chains is None
+            else check_int(n_chains, "n_chains", minimum=1)
+        )
+        warmup = WARMUP if warmup is None else check_int(warmup, "warmup", minimum=0)
         m = (
             max(20 * n, 10_000)
             if n_proposals is None
             else check_int(n_proposals, "n_proposals", minimum=1)
         )
-        x = _as_rows(x, "x", self.x_dim)
+        x = as_rows(x, "x", self.x_dim)
         progress = check_progress(progress)
         gen = check_rng(rng)
+        slice_settings = (chains, warmup)
         if x.shape[0] == 1:
-            return self._sample_one(n, x, method, m, gen)
-        return self._sample_many(n, x, method, m, gen, progress)
+            return self._sample_one(n, x, method, m, gen, slice_settings)
+        return self._sample_many(n, x, method, m, gen, progress, slice_settings)
 
     def _sample_one(
-        self, n: int, x: np.ndarray, method: str, m: int, gen: np.random.Generator
+        self,
+        n: int,
+        x: np.ndarray,
+        method: str,
+        m: int,
+        gen: np.random.Generator,
+        slice_settings: tuple[int, int],
     ) -> PosteriorSamples:
         """:meth:`sample` at one observation ``x`` of shape (1, x_dim)."""
         proposals = self._prior.sample(m, gen)
@@ -393,6 +588,25 @@ class Posterior:
         if method == "sir":
             theta, ess = _resample(proposals, log_r, n, gen)
             return PosteriorSamples(theta=theta, method="sir", n_proposals=m, ess=ess)
+        if method == "slice":
+            n_chains, warmup = slice_settings
+            init, _ = _resample(proposals, log_r, n_chains, gen)
+            spread = init.std(axis=0)
+            width = np.where(spread > 0, spread, proposals.std(axis=0))
+
+            def log_prob(theta: np.ndarray) -> np.ndarray:
+                rows = np.broadcast_to(x, (theta.shape[0], self.x_dim))
+                return self._log_ratio(theta, rows) + self._prior.log_prob(theta)
+
+            sweeps = math.ceil(n / n_chains)
+            states, n_evaluations = slice_sample(log_prob, init, warmup + sweeps, width, rng=gen)
+            kept = states[warmup:]
+            return PosteriorSamples(
+                theta=kept.reshape(-1, self.theta_dim)[:n],
+                method="slice",
+                n_proposals=m + n_evaluations,
+                ess=effective_sample_size(kept),
+            )
         log_bound = float(log_r.max())
         accepted: list[np.ndarray] = []
         n_accepted, n_drawn, n_above = 0, 0, 0
@@ -426,17 +640,22 @@ class Posterior:
         m: int,
         gen: np.random.Generator,
         progress: bool | None,
+        slice_settings: tuple[int, int],
     ) -> PosteriorSamples:
         """:meth:`sample` at each row of ``x`` (n_obs > 1), observation i from child i."""
         n_obs = x.shape[0]
         children = gen.spawn(n_obs)
-        per_chunk = 1 if method == "rejection" else max(1, CHUNK_ROWS // m)
+        per_chunk = 1 if method != "sir" else max(1, CHUNK_ROWS // m)
         draws: list[PosteriorSamples] = []
         with progress_bar(n_obs, "posterior samples", progress) as bar:
             for start in range(0, n_obs, per_chunk):
                 chunk = children[start : start + per_chunk]
-                if method == "rejection":
-                    draws.append(self._sample_one(n, x[start : start + 1], method, m, chunk[0]))
+                if method != "sir":
+                    draws.append(
+                        self._sample_one(
+                            n, x[start : start + 1], method, m, chunk[0], slice_settings
+                        )
+                    )
                 else:
                     proposals = np.stack([self._prior.sample(m, child) for child in chunk])
                     rows = np.repeat(x[start : start + len(chunk)], m, axis=0)
@@ -459,6 +678,58 @@ class Posterior:
             theta=np.stack([d.theta for d in draws]), method=method, **diagnostics
         )
 
+    def plot(
+        self,
+        x: Any,
+        *,
+        n: int = 1000,
+        method: str = "sir",
+        reference: Any = None,
+        truth: Any = None,
+        ax: Any = None,
+        rng: Any = None,
+    ) -> np.ndarray:
+        """A pair plot of ``n`` posterior draws at the observation ``x``; returns the Axes.
+
+        Draws with :meth:`sample` and plots them with :func:`ratiokit.plot.plot_pairs`:
+        histograms on the diagonal, pairs below it, ``reference`` draws (an exact
+        posterior's, say) overlaid and ``truth`` marked.
+
+        Parameters
+        ----------
+        x : array-like of shape (x_dim,)
+            One observation.
+        n : int, default=1000
+            Draws to plot.
+        method : {"sir", "rejection", "slice"}, default="sir"
+        reference : array-like of shape (m, theta_dim), default=None
+        truth : array-like of shape (theta_dim,), default=None
+        ax : array of Axes of shape (theta_dim, theta_dim), default=None
+            Where to draw; default: a new figure.
+        rng : None, int or numpy.random.Generator, default=None
+
+        Returns
+        -------
+        ndarray of Axes of shape (theta_dim, theta_dim)
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not one observation, or as :meth:`sample` and
+            :func:`~ratiokit.plot.plot_pairs`.
+        TypeError
+            If ``ax`` is not ``theta_dim ** 2`` Axes or None.
+        """
+        x = as_rows(x, "x", self.x_dim)
+        if x.shape[0] != 1:
+            raise ValueError(
+                f"`x` must be one observation of shape ({self.x_dim},); got {x.shape[0]} rows."
+            )
+        from ratiokit.plot import plot_pairs
+
+        draws = self.sample(n, x=x, method=method, rng=rng).theta
+        return plot_pairs(draws, ax=ax, reference=reference, truth=truth)
+
     def map(self, x: Any, *, n_proposals: int = 10_000, rng: Any = None) -> np.ndarray:
         """The maximum a posteriori theta at ``x``, approximately: the prior draw of highest
         ``log r + log p(theta)`` among ``n_proposals`` (no gradient refinement, so its error
@@ -469,7 +740,7 @@ class Posterior:
         ndarray of shape (theta_dim,)
         """
         n_proposals = check_int(n_proposals, "n_proposals", minimum=1)
-        x = _as_rows(x, "x", self.x_dim)
+        x = as_rows(x, "x", self.x_dim)
         if x.shape[0] != 1:
             raise ValueError(
                 f"`x` must be one observation of shape ({self.x_dim},); got {x.shape[0]} rows."

@@ -828,3 +828,94 @@ def plot_coverage(result: Any, ax: Axes | None = None) -> Axes:
     ax.set_ylabel("expected coverage")
     ax.legend(fontsize="small")
     return ax
+
+
+def plot_pairs(
+    theta: Any,
+    ax: Any = None,
+    *,
+    reference: Any = None,
+    truth: Any = None,
+    names: Sequence[str] | None = None,
+) -> np.ndarray:
+    """A pair plot of draws: each coordinate's histogram and each pair's scatter.
+
+    Panel (i, j) of the d x d grid shows coordinates j (x axis) against i (y axis) below the
+    diagonal and the histogram of coordinate i on it; the panels above the diagonal are
+    hidden. ``reference`` draws (e.g. an exact posterior's) are overlaid in the second
+    colour, and ``truth`` is marked. Scatter panels draw at most
+    :data:`MAX_SCATTER_POINTS` points per sample (a seeded subsample beyond).
+
+    Parameters
+    ----------
+    theta : array-like of shape (n, d)
+        The draws.
+    ax : array of Axes of shape (d, d) or (d * d,), default=None
+        Where to draw; default: a new figure.
+    reference : array-like of shape (m, d), default=None
+        Draws to compare with.
+    truth : array-like of shape (d,), default=None
+        A point to mark (the parameters the observation was simulated at).
+    names : sequence of str, default=None
+        Coordinate names; default ``theta[0]``, ``theta[1]``, ...
+
+    Returns
+    -------
+    ndarray of Axes of shape (d, d)
+
+    Raises
+    ------
+    TypeError
+        If ``ax`` is not d * d matplotlib Axes or None.
+    ValueError
+        If the draws, ``reference``, ``truth`` or ``names`` do not have d coordinates.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> draws = np.random.default_rng(0).normal(size=(500, 3))
+    >>> plot_pairs(draws, truth=[0.0, 0.0, 0.0]).shape
+    (3, 3)
+    """
+    a = _to_numpy(as_sample(theta, "theta"))
+    d = a.shape[1]
+    b = None if reference is None else _to_numpy(as_sample(reference, "reference"))
+    if b is not None and b.shape[1] != d:
+        raise ValueError(
+            f"`theta` and `reference` must have the same number of coordinates; got {d} and "
+            f"{b.shape[1]}."
+        )
+    point = None if truth is None else np.asarray(truth, dtype=np.float64).reshape(-1)
+    if point is not None and point.size != d:
+        raise ValueError(f"`truth` must have {d} coordinates; got {point.size}.")
+    labels = [f"theta[{j}]" for j in range(d)] if names is None else [str(v) for v in names]
+    if len(labels) != d:
+        raise ValueError(f"`names` must hold {d} names; got {len(labels)}.")
+    if ax is None:
+        axes = new_figure(d, d, width=2.4, height=2.4)[1]
+    else:
+        axes = _panels(ax, d * d, "a d x d grid", width=2.4, height=2.4)
+    grid = axes.reshape(d, d)
+    samples = [(a, P_COLOR, "draws")] + ([] if b is None else [(b, Q_COLOR, "reference")])
+    for i in range(d):
+        for j in range(d):
+            panel = grid[i, j]
+            if j > i:
+                panel.set_axis_off()
+                continue
+            for sample, color, _ in samples:
+                if i == j:
+                    panel.hist(sample[:, i], bins=40, density=True, histtype="step", color=color)
+                else:
+                    shown = _thin(sample, MAX_SCATTER_POINTS, seed=0)
+                    panel.scatter(shown[:, j], shown[:, i], s=2, alpha=0.3, color=color)
+            if point is not None:
+                if i == j:
+                    panel.axvline(point[i], color="k", linewidth=1.0)
+                else:
+                    panel.plot(point[j], point[i], "k+", markersize=10)
+            panel.set_xlabel(labels[j] if i == d - 1 else "")
+            panel.set_ylabel(labels[i] if j == 0 and i > 0 else "")
+    handles = [grid[0, 0].plot([], [], color=color, label=label)[0] for _, color, label in samples]
+    grid[0, 0].legend(handles=handles, fontsize="small")
+    return grid

@@ -11,6 +11,7 @@ from ratiokit.config import N_PERMUTATIONS
 
 __all__ = [
     "BenchmarkResult",
+    "C2STResult",
     "ConfidenceInterval",
     "CoverageResult",
     "DivergenceResult",
@@ -1129,3 +1130,38 @@ class CoverageResult(_CompactRepr):
         from ratiokit.plot import plot_coverage
 
         return plot_coverage(self, ax=ax)
+
+
+@dataclass(frozen=True, repr=False)
+class C2STResult(_CompactRepr):
+    """A classifier two-sample test (:func:`ratiokit.c2st`): held-out accuracy and p-values.
+
+    Attributes
+    ----------
+    accuracy : float
+        The fraction of held-out points the critic classifies correctly; 0.5 when the two
+        samples are indistinguishable, 1 when they are separated.
+    pvalue : float
+        The accuracy's permutation p-value ``(1 + #{acc_b >= acc}) / (1 + B)``.
+    binomial_pvalue : float
+        ``P(Binomial(n_x + n_y, 1/2) >= correct)``: exact or conservative under H0.
+    n_x, n_y : int
+        Held-out points of each sample the accuracy is computed on.
+    method : str
+        The critic's method.
+    n_permutations : int
+        B, the relabellings of the permutation p-value.
+    details : dict
+        The two-sample test's details: split sizes, and its statistic, the mean held-out
+        log-ratio difference, with its permutation p-value (``log_ratio_difference`` and
+        ``log_ratio_difference_pvalue``).
+    """
+
+    accuracy: float
+    pvalue: float
+    binomial_pvalue: float
+    n_x: int
+    n_y: int
+    method: str
+    n_permutations: int
+    details: dict[str, Any] = field(default_factory=dict)

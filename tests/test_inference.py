@@ -367,3 +367,234 @@ def test_nre_loss_errors_name_the_argument() -> None:
 def test_load_refuses_a_missing_file(tmp_path: object) -> None:
     with pytest.raises(ValueError, match="`path` must be a file written by Posterior.save"):
         rk.Posterior.load(tmp_path / "none.pt", prior=normal_prior())
+
+
+# --- rk.c2st ----------------------------------------------------------------------------------
+
+
+def test_c2st_equal_distributions_near_half() -> None:
+    gen = np.random.default_rng(0)
+    a, b = gen.normal(size=(1000, 2)), gen.normal(size=(1000, 2))
+    res = rk.c2st(a, b, n_permutations=199, rng=0)
+    # 500 held-out points of each sample; under H0 the critic's predictions are independent
+    # of the held-out labels, so the number correct is at most as spread as
+    # Binomial(1000, 1/2): inside its central 1 - 1e-4 interval.
+    assert (res.n_x, res.n_y) == (500, 500)
+    low, high = st.binom.interval(1 - 1e-4, 1000, 0.5)
+    assert low / 1000 <= res.accuracy <= high / 1000
+    assert res.pvalue > 1e-3 and res.binomial_pvalue > 1e-3
+    assert res.method == "classifier" and res.n_permutations == 199
+    # The binomial tail P(Binomial(1000, 1/2) >= correct), recomputed.
+    correct = round(res.accuracy * 1000)
+    assert res.binomial_pvalue == pytest.approx(st.binom.sf(correct - 1, 1000, 0.5), rel=1e-9)
+    # An int rng gives the same result.
+    again = rk.c2st(a, b, n_permutations=199, rng=0)
+    assert again.accuracy == res.accuracy and again.pvalue == res.pvalue
+
+
+def test_c2st_separated_distributions_near_bayes_accuracy() -> None:
+    gen = np.random.default_rng(1)
+    a, b = gen.normal(size=(1000, 2)), gen.normal(3.0, 1.0, size=(1000, 2))
+    res = rk.c2st(a, b, n_permutations=199, rng=0)
+    # Two unit Gaussians at Mahalanobis distance 3 sqrt 2: the Bayes accuracy is
+    # Phi(3 sqrt 2 / 2) = 0.983, no classifier's expected accuracy exceeds it, and the
+    # held-out accuracy of 1000 points has standard error sqrt(0.983 0.017 / 1000) = 0.004:
+    # above it by at most 4 standard errors, and below by at most 0.02 for a trained MLP
+    # (a 0.004 margin of estimation on 1000 training points, with room to spare).
+    bayes = st.norm.cdf(3 * math.sqrt(2) / 2)
+    se = math.sqrt(bayes * (1 - bayes) / 1000)
+    assert bayes - 0.02 - 4 * se < res.accuracy < bayes + 4 * se
+    assert res.pvalue == pytest.approx(1 / 200) and res.binomial_pvalue < 1e-100
+
+
+def test_c2st_scores_reference_posteriors() -> None:
+    # Two reference samples at one observation are one distribution; at two different
+    # observations of the Gaussian linear task (posteriors N(x / 2, 0.05 I), whose means
+    # differ by many posterior sds), they are separated.
+    task = rk.tasks.GaussianLinear()
+    x = task.observations
+    same = rk.c2st(
+        task.reference_posterior(600, x=x[0], rng=0),
+        task.reference_posterior(600, x=x[0], rng=1),
+        n_permutations=99,
+        rng=0,
+    )
+    low, high = st.binom.interval(1 - 1e-4, 600, 0.5)
+    assert low / 600 <= same.accuracy <= high / 600
+    apart = rk.c2st(
+        task.reference_posterior(600, x=x[0], rng=0),
+        task.reference_posterior(600, x=x[1], rng=1),
+        n_permutations=99,
+        rng=0,
+    )
+    assert np.linalg.norm(x[0] - x[1]) / 2 / math.sqrt(0.05) > 4
+    assert apart.accuracy > 0.95
+
+
+def test_c2st_errors_name_the_argument() -> None:
+    gen = np.random.default_rng(0)
+    a, b = gen.normal(size=(50, 2)), gen.normal(size=(50, 2))
+    with pytest.raises(ValueError, match="`method` must be a ratio method with a learned critic"):
+        rk.c2st(a, b, method="mmd")
+    with pytest.raises(ValueError, match="`x` and `y` must have the same number of features"):
+        rk.c2st(a, gen.normal(size=(50, 3)))
+    with pytest.raises(ValueError, match="`n_permutations` must be an integer >= 1"):
+        rk.c2st(a, b, n_permutations=0)
+    with pytest.raises(TypeError, match="`standardize` must be True or False"):
+        rk.c2st(a, b, standardize="yes")
+    with pytest.raises(ValueError, match="`x` must hold finite values"):
+        rk.c2st(np.full((50, 2), np.nan), b)
+
+
+@pytest.mark.slow
+def test_c2st_type_one_error() -> None:
+    # R = 100 tests of two samples from one distribution at level 0.05: the rejections are
+    # Binomial(100, <= 0.05) for a valid test, inside binom.interval(0.998, 100, 0.05) =
+    # [0, 13].
+    gen = np.random.default_rng(5)
+    rejections = sum(
+        rk.c2st(
+            gen.normal(size=(200, 2)), gen.normal(size=(200, 2)), n_permutations=99, rng=seed
+        ).pvalue
+        <= 0.05
+        for seed in range(100)
+    )
+    assert rejections <= 13
+
+
+# --- slice sampling ---------------------------------------------------------------------------
+
+
+class ExactGaussianLinearCritic(torch.nn.Module):
+    """The exact log r of rk.tasks.GaussianLinear: log N(x; theta, 0.1 I) - log N(x; 0, 0.2 I)
+    (the evidence of x is N(0, (0.1 + 0.1) I)), so the posterior is exactly N(x / 2, 0.05 I)."""
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        theta, x = rows[:, :10], rows[:, 10:]
+        return -((x - theta) ** 2).sum(1) / 0.2 + (x**2).sum(1) / 0.4 + 5 * math.log(2.0)
+
+
+def exact_linear_gaussian() -> rk.Posterior:
+    task = rk.tasks.GaussianLinear()
+    return rk.Posterior(ExactGaussianLinearCritic(), task.prior, x_dim=10, settings=SETTINGS)
+
+
+def test_slice_against_the_analytic_posterior() -> None:
+    post = exact_linear_gaussian()
+    x = rk.tasks.GaussianLinear().observations[0]
+    draws = post.sample(2000, x=x, method="slice", rng=0)
+    assert draws.theta.shape == (2000, 10) and draws.method == "slice"
+    assert 500 < draws.ess <= 2000 and draws.n_proposals > 40_000
+    # With the exact critic only the Monte Carlo error remains: the mean's standard error is
+    # sd / sqrt(ESS) and the variance's var sqrt(2 / ESS) (Gaussian target), with the ESS the
+    # smallest over coordinates (so conservative for the others); 4.5 standard errors.
+    var, ess = 0.05, draws.ess
+    np.testing.assert_array_less(np.abs(draws.theta.mean(0) - x / 2), 4.5 * math.sqrt(var / ess))
+    np.testing.assert_array_less(np.abs(draws.theta.var(0) - var), 4.5 * var * math.sqrt(2 / ess))
+
+
+def test_slice_many_observations_match_one_at_a_time() -> None:
+    post = exact_linear_gaussian()
+    x = rk.tasks.GaussianLinear().observations[:3]
+    many = post.sample(40, x=x, method="slice", n_chains=10, warmup=5, rng=7)
+    assert many.theta.shape == (3, 40, 10) and many.ess.shape == (3,)
+    children = np.random.default_rng(7).spawn(3)
+    one = post.sample(40, x=x[2], method="slice", n_chains=10, warmup=5, rng=children[2])
+    np.testing.assert_array_equal(many.theta[2], one.theta)
+    again = post.sample(40, x=x, method="slice", n_chains=10, warmup=5, rng=7)
+    np.testing.assert_array_equal(many.theta, again.theta)
+
+
+def test_slice_on_a_trained_posterior(posterior: rk.Posterior) -> None:
+    draws = posterior.sample(2000, x=[1.0], method="slice", rng=3)
+    # Bars of test_sir_moments_against_conjugate, with 4 sd / sqrt(ESS) for the Monte Carlo
+    # error of the chains' mean.
+    assert abs(draws.theta.mean() - 1 / (1 + S**2)) < 4 * math.sqrt(V / draws.ess) + 0.13
+    assert abs(draws.theta.std() / math.sqrt(V) - 1) < 0.2
+
+
+@pytest.mark.parametrize("phi", [0.5, 0.9])
+def test_effective_sample_size_of_ar1_chains(phi: float) -> None:
+    # x_t = phi x_{t-1} + sqrt(1 - phi^2) e_t, stationary: tau = (1 + phi) / (1 - phi), so
+    # ESS = C L (1 - phi) / (1 + phi). The estimator (autocorrelations summed up to the first
+    # non-positive pair) has a relative spread of a few percent at this size: seeds 0-4 gave
+    # 0.92-1.02 of the truth at both phi; bars 0.8 and 1.1.
+    gen = np.random.default_rng(1)
+    steps, chains = 2000, 50
+    x = np.empty((steps, chains, 1))
+    x[0] = gen.standard_normal((chains, 1))
+    for t in range(1, steps):
+        x[t] = phi * x[t - 1] + math.sqrt(1 - phi**2) * gen.standard_normal((chains, 1))
+    truth = steps * chains * (1 - phi) / (1 + phi)
+    assert 0.8 < rk.inference.effective_sample_size(x) / truth < 1.1
+
+
+def test_slice_errors_name_the_argument() -> None:
+    post = rk.Posterior(zero_critic(2), normal_prior(), x_dim=1, settings=SETTINGS)
+    with pytest.raises(ValueError, match="`n_chains` and `warmup` must be None unless"):
+        post.sample(3, x=[0.0], n_chains=4)
+    with pytest.raises(ValueError, match="`warmup` must be an integer >= 0"):
+        post.sample(3, x=[0.0], method="slice", warmup=-1)
+    with pytest.raises(ValueError, match="`n_chains` must be an integer >= 1"):
+        post.sample(3, x=[0.0], method="slice", n_chains=0)
+
+
+# --- the pair plot ----------------------------------------------------------------------------
+
+
+def test_plot_is_a_pair_plot_of_the_draws() -> None:
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    from ratiokit.plot import new_figure
+
+    post = exact_linear_gaussian()
+    task = rk.tasks.GaussianLinear()
+    x = task.observations[0]
+    reference = task.reference_posterior(300, x=x, rng=0)
+    grid = post.plot(x, n=300, reference=reference, truth=task.true_parameters[0], rng=0)
+    assert grid.shape == (10, 10) and all(isinstance(a, Axes) for a in grid.ravel())
+    # Below the diagonal: the draws' and the reference's points of coordinates (j, i).
+    draws = post.sample(300, x=x, rng=0).theta
+    points = grid[3, 1].collections[0].get_offsets()
+    np.testing.assert_array_equal(np.asarray(points), draws[:, [1, 3]])
+    assert len(grid[3, 1].collections) == 2 and not grid[1, 3].axison
+    assert grid[9, 0].get_xlabel() == "theta[0]" and grid[4, 0].get_ylabel() == "theta[4]"
+    # Given axes are drawn on and returned as the grid.
+    _, axes = new_figure(2, 2)
+    two = rk.Posterior(
+        zero_critic(3), rk.BoxUniform([0.0, 0.0], [1.0, 1.0]), x_dim=1, settings=SETTINGS
+    )
+    assert (two.plot([0.0], n=50, ax=axes, rng=0).ravel() == axes).all()
+    with pytest.raises(TypeError, match="`ax` must be 4 matplotlib Axes"):
+        two.plot([0.0], n=50, ax=axes[:3])
+    with pytest.raises(ValueError, match="`x` must be one observation"):
+        two.plot(np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="`truth` must have 2 coordinates"):
+        two.plot([0.0], n=50, truth=[0.0])
+    with pytest.raises(ValueError, match="`theta` and `reference` must have the same number"):
+        two.plot([0.0], n=50, reference=np.zeros((5, 3)))
+
+
+def test_slice_sample_errors_name_the_argument() -> None:
+    def log_prob(theta: np.ndarray) -> np.ndarray:
+        return np.where(theta[:, 0] > 0, -theta[:, 0], -np.inf)  # Exp(1)
+
+    from ratiokit.inference import slice_sample
+
+    with pytest.raises(ValueError, match=r"`init` must have shape \(n_chains, d\)"):
+        slice_sample(log_prob, np.ones(3), 5, [1.0])
+    with pytest.raises(ValueError, match="`width` must be 1 positive numbers"):
+        slice_sample(log_prob, np.ones((3, 1)), 5, [0.0])
+    with pytest.raises(ValueError, match="`init` must hold points with a finite `log_prob`"):
+        slice_sample(log_prob, -np.ones((3, 1)), 5, [1.0])
+    with pytest.raises(ValueError, match="`n_sweeps` must be an integer >= 1"):
+        slice_sample(log_prob, np.ones((3, 1)), 0, [1.0])
+    # On the exponential distribution (a support boundary at 0): mean 1, and the states
+    # never leave the support. 200 chains x 100 kept sweeps; the mean's standard error is
+    # 1 / sqrt(ESS), ESS estimated from the chains.
+    states, _ = slice_sample(log_prob, np.ones((200, 1)), 120, [1.0], rng=0)
+    kept = states[20:]
+    assert (kept > 0).all()
+    ess = rk.inference.effective_sample_size(kept)
+    assert abs(kept.mean() - 1.0) < 4.5 / math.sqrt(ess)
