@@ -36,6 +36,7 @@ __all__ = [
     "plot_coverage",
     "plot_fit",
     "plot_null_distribution",
+    "plot_pairs",
     "plot_ratio_diagnostics",
     "plot_samples",
     "plot_sbc",

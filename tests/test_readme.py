@@ -81,6 +81,7 @@ PUBLIC_MODULES = (
     "ratiokit.kernels",
     "ratiokit.synthetic",
     "ratiokit.simulators",
+    "ratiokit.tasks",
 )
 
 
