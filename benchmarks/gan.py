@@ -1,12 +1,13 @@
-"""GANs with ratiokit's training loop: mode coverage per method on a ring of Gaussians, a GAN
-on scikit-learn's 8x8 digits, and the loop's step time beside a hand-written PyTorch loop.
+"""GANs with ratiokit's training loop: mode coverage per method on a ring of Gaussians, WGAN-GP
+on the ring and a 5x5 grid, GANs on scikit-learn's 8x8 digits (unconditional and
+class-conditional), and the loop's step time beside a hand-written PyTorch loop.
 
 Run from the repository root::
 
     python -m benchmarks.gan                       # full run (about an hour on 2 busy cores)
     python -m benchmarks.gan --quick               # fewer steps, seeds and methods (minutes)
-    python -m benchmarks.gan --sections timing     # one section: ring, digits, timing,
-                                                   # instructions
+    python -m benchmarks.gan --sections timing     # one section: ring, wgan, digits,
+                                                   # conditional, timing, instructions
 
 **Ring** (``--sections ring``): data are 8 Gaussians of standard deviation 0.05 on a circle
 of radius 2 (equal weights). Each method trains the same generator (2-D noise -> MLP
@@ -15,6 +16,17 @@ in :func:`_ring_methods` (Adam, lr 1e-3, betas (0.5, 0.999), batch 256, EMA 0.99
 samples of the EMA generator are scored by :func:`mode_coverage`: the number of modes
 holding at least 50 of them (a fifth of the uniform share of 250) and the fraction within 3
 standard deviations of a mode ("high quality"; exact ring samples score 0.989).
+
+**WGAN-GP** (``--sections wgan``, about 12 CPU-minutes): the one-sided WGAN-GP beside the
+classifier GAN and the JS f-GAN, on the ring and on 25 Gaussians of standard deviation 0.05
+on a 5x5 grid one unit apart, over 3 seeds; one generator (MLP 128-128) and one budget
+(3,000 steps) for all, scored as in the ring section (:func:`train_and_score`). The target
+of issue 17: WGAN-GP covers every mode of both on every seed.
+
+**Conditional** (``--sections conditional``, about 2 CPU-minutes): a class-conditional GAN
+on the digits (:mod:`ratiokit.conditional`, joint rows ``[one_hot(label), pixels]``); the
+judge of the digits section labels 200 digits generated per label (3 seeds). Target: at
+least 90% labelled as asked.
 
 **Digits** (``--sections digits``): a non-saturating GAN (classifier critic, MLP 256-256
 leaky ReLU) on the 1,797 8x8 digits of :func:`sklearn.datasets.load_digits` scaled to
@@ -37,9 +49,10 @@ difference cancels start-up). CPU time on this shared machine varies by several 
 between runs of the same loop; instruction counts do not, so they measure the loop's own
 overhead without noise (not its time: cache misses and stalls are not counted).
 
-Writes ``benchmarks/results/gan.md``, ``gan.csv`` (ring rows), ``gan_timing.csv``,
-``gan_instructions.csv``,
-``gan.png`` (ring samples per method) and ``gan_digits.png`` (generated digits), and keeps
+Writes ``benchmarks/results/gan.md``, ``gan.csv`` (ring rows), ``gan_wgan.csv``,
+``gan_timing.csv``, ``gan_instructions.csv``, ``gan.png`` (ring samples per method),
+``gan_wgan.png`` (ring and grid samples, seed 0), ``gan_digits.png`` and
+``gan_conditional.png`` (generated digits), and keeps
 each section's text in ``gan.json``: a run of some ``--sections`` rewrites those and keeps
 the others from earlier runs (each section says which run made it).
 """

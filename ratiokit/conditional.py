@@ -28,6 +28,7 @@ from torch import nn
 
 from ratiokit._rng import torch_generator
 from ratiokit._validation import as_sample
+from ratiokit.training import Sampler
 
 __all__ = ["ConditionalGenerator", "joint_rows", "one_hot"]
 
@@ -180,9 +181,7 @@ class ConditionalGenerator(nn.Module):
             return {"dtype": torch.get_default_dtype(), "device": torch.device("cpu")}
         return {"dtype": first.dtype, "device": first.device}
 
-    def sampler(
-        self, conditions: Any | ConditionDraw
-    ) -> Callable[[int, torch.Generator], torch.Tensor]:
+    def sampler(self, conditions: Any | ConditionDraw) -> Sampler:
         """The ``sample(n, generator)`` of :func:`ratiokit.train`: joint rows ``[c, G(z, c)]``.
 
         Parameters
@@ -209,9 +208,12 @@ class ConditionalGenerator(nn.Module):
             rows = as_sample(conditions, "conditions", min_samples=1).detach()
 
             def draw(n: int, generator: torch.Generator) -> torch.Tensor:
+                nonlocal rows
+                if rows.device != generator.device:  # moved once, to the training device
+                    rows = rows.to(generator.device)
                 index = torch.randint(rows.shape[0], (n,), generator=generator,
                                       device=generator.device)  # fmt: skip
-                return rows.to(generator.device)[index]
+                return rows[index]
 
         def sample(n: int, generator: torch.Generator) -> torch.Tensor:
             like = self._like()
