@@ -336,7 +336,7 @@ def ring_figure(samples: dict[str, np.ndarray], path: Path) -> None:
 # ----------------------------------------------------------------------------- WGAN-GP
 
 
-def _wgan_methods() -> dict[str, tuple[Any, dict[str, Any]]]:
+def wgan_methods() -> dict[str, tuple[Any, dict[str, Any]]]:
     """Label -> (method factory, TrainConfig overrides) of the ``wgan`` section."""
     from ratiokit.methods import Classifier, FDivergence, Wasserstein
 
@@ -352,16 +352,16 @@ def _wgan_methods() -> dict[str, tuple[Any, dict[str, Any]]]:
 
 
 def wgan_section(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every method of :func:`_wgan_methods` on the ring and on the grid, over the seeds."""
+    """Every method of :func:`wgan_methods` on the ring and on the grid, over the seeds."""
     datasets = {"ring": (ring_centres(), RING_STD), "grid": (grid_centres(), GRID_STD)}
-    labels = list(_wgan_methods())
+    labels = list(wgan_methods())
     if args.methods:
         labels = [m for m in labels if any(k in m for k in args.methods)]
     steps = WGAN_QUICK_STEPS if args.quick else WGAN_STEPS
     rows, samples = [], {}
     for name, (centres, std) in datasets.items():
         for label in labels:
-            factory, overrides = _wgan_methods()[label]
+            factory, overrides = wgan_methods()[label]
             for seed in QUICK_SEEDS if args.quick else SEEDS:
                 model = ring_generator(seed, width=WGAN_WIDTH)
                 row, x = train_and_score(factory(), overrides, model, centres, std, seed=seed,
