@@ -1,12 +1,13 @@
-"""GANs with ratiokit's training loop: mode coverage per method on a ring of Gaussians, a GAN
-on scikit-learn's 8x8 digits, and the loop's step time beside a hand-written PyTorch loop.
+"""GANs with ratiokit's training loop: mode coverage per method on a ring of Gaussians, WGAN-GP
+on the ring and a 5x5 grid, GANs on scikit-learn's 8x8 digits (unconditional and
+class-conditional), and the loop's step time beside a hand-written PyTorch loop.
 
 Run from the repository root::
 
     python -m benchmarks.gan                       # full run (about an hour on 2 busy cores)
     python -m benchmarks.gan --quick               # fewer steps, seeds and methods (minutes)
-    python -m benchmarks.gan --sections timing     # one section: ring, digits, timing,
-                                                   # instructions
+    python -m benchmarks.gan --sections timing     # one section: ring, wgan, digits,
+                                                   # conditional, timing, instructions
 
 **Ring** (``--sections ring``): data are 8 Gaussians of standard deviation 0.05 on a circle
 of radius 2 (equal weights). Each method trains the same generator (2-D noise -> MLP
@@ -15,6 +16,17 @@ in :func:`_ring_methods` (Adam, lr 1e-3, betas (0.5, 0.999), batch 256, EMA 0.99
 samples of the EMA generator are scored by :func:`mode_coverage`: the number of modes
 holding at least 50 of them (a fifth of the uniform share of 250) and the fraction within 3
 standard deviations of a mode ("high quality"; exact ring samples score 0.989).
+
+**WGAN-GP** (``--sections wgan``, about 12 CPU-minutes): the one-sided WGAN-GP beside the
+classifier GAN and the JS f-GAN, on the ring and on 25 Gaussians of standard deviation 0.05
+on a 5x5 grid one unit apart, over 3 seeds; one generator (MLP 128-128) and one budget
+(3,000 steps) for all, scored as in the ring section (:func:`train_and_score`). The target
+of issue 17: WGAN-GP covers every mode of both on every seed.
+
+**Conditional** (``--sections conditional``, about 2 CPU-minutes): a class-conditional GAN
+on the digits (:mod:`ratiokit.conditional`, joint rows ``[one_hot(label), pixels]``); the
+judge of the digits section labels 200 digits generated per label (3 seeds). Target: at
+least 90% labelled as asked.
 
 **Digits** (``--sections digits``): a non-saturating GAN (classifier critic, MLP 256-256
 leaky ReLU) on the 1,797 8x8 digits of :func:`sklearn.datasets.load_digits` scaled to
@@ -37,9 +49,10 @@ difference cancels start-up). CPU time on this shared machine varies by several 
 between runs of the same loop; instruction counts do not, so they measure the loop's own
 overhead without noise (not its time: cache misses and stalls are not counted).
 
-Writes ``benchmarks/results/gan.md``, ``gan.csv`` (ring rows), ``gan_timing.csv``,
-``gan_instructions.csv``,
-``gan.png`` (ring samples per method) and ``gan_digits.png`` (generated digits), and keeps
+Writes ``benchmarks/results/gan.md``, ``gan.csv`` (ring rows), ``gan_wgan.csv``,
+``gan_timing.csv``, ``gan_instructions.csv``, ``gan.png`` (ring samples per method),
+``gan_wgan.png`` (ring and grid samples, seed 0), ``gan_digits.png`` and
+``gan_conditional.png`` (generated digits), and keeps
 each section's text in ``gan.json``: a run of some ``--sections`` rewrites those and keeps
 the others from earlier runs (each section says which run made it).
 """
@@ -62,9 +75,12 @@ from torch import nn
 
 from benchmarks import _common
 
-SECTIONS = ("ring", "digits", "timing", "instructions")
+SECTIONS = ("ring", "wgan", "digits", "conditional", "timing", "instructions")
 RING_MODES, RING_RADIUS, RING_STD = 8, 2.0, 0.05
-#: Samples scored per run, and the fewest in a mode for it to count as covered.
+#: The 5x5 grid: modes ``GRID_SPACING`` apart, each of standard deviation ``GRID_STD``.
+GRID_SIDE, GRID_SPACING, GRID_STD = 5, 1.0, 0.05
+#: Samples scored per run, and the fewest in a ring mode for it to count as covered (a fifth
+#: of the uniform share; :func:`train_and_score`).
 N_EVAL, COVERED_AT = 2000, 50
 SEEDS, QUICK_SEEDS = (0, 1, 2), (0,)
 STEPS, QUICK_STEPS = 4000, 600
@@ -73,6 +89,11 @@ STEPS, QUICK_STEPS = 4000, 600
 REFIT_STEPS = 400
 #: R1 penalty weights of the regularised f-GAN and b-GAN rows (see :func:`_ring_methods`).
 R1_FGAN, R1_BGAN = 1.0, 10.0
+#: The ``wgan`` section (ring and grid): steps (full, quick), critic steps of WGAN-GP, Adam's
+#: lr of every network, and the width of the generator's and critics' two hidden layers.
+WGAN_STEPS, WGAN_QUICK_STEPS, WGAN_CRITIC_STEPS, WGAN_LR, WGAN_WIDTH = 3000, 600, 2, 2e-3, 128
+#: The ``conditional`` section (digits): steps (full, quick) and hidden width of both nets.
+COND_STEPS, COND_QUICK_STEPS, COND_WIDTH = 2000, 500, 128
 
 
 # ----------------------------------------------------------------------------- the ring
@@ -84,22 +105,35 @@ def ring_centres(k: int = RING_MODES, radius: float = RING_RADIUS) -> np.ndarray
     return radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
 
-def ring_data(n: int, *, std: float = RING_STD, rng: Any = None) -> np.ndarray:
-    """n points from the equal-weight mixture of ``N(c_i, std^2 I)`` over the ring's centres."""
+def grid_centres(side: int = GRID_SIDE, spacing: float = GRID_SPACING) -> np.ndarray:
+    """The side x side mode centres of a square grid centred at 0: shape (side^2, 2)."""
+    axis = spacing * (np.arange(side) - (side - 1) / 2.0)
+    return np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
+
+
+def ring_data(
+    n: int, *, std: float = RING_STD, rng: Any = None, centres: np.ndarray | None = None
+) -> np.ndarray:
+    """n points from the equal-weight mixture of ``N(c_i, std^2 I)`` over ``centres`` (by
+    default the ring's)."""
     gen = np.random.default_rng(rng)
-    centres = ring_centres()
+    centres = ring_centres() if centres is None else centres
     return centres[gen.integers(len(centres), size=n)] + std * gen.normal(size=(n, 2))
 
 
-def mode_coverage(x: np.ndarray, *, std: float = RING_STD) -> tuple[np.ndarray, float]:
+def mode_coverage(
+    x: np.ndarray, *, std: float = RING_STD, centres: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
     """Per mode, the number of rows of ``x`` within 3 ``std`` of it; and their fraction.
 
-    For 2-D Gaussian modes, ``|x - c|^2 / std^2`` is chi-squared with 2 degrees of freedom,
-    so exact samples fall within 3 std with probability ``1 - exp(-9 / 2) = 0.989``.
+    ``centres``: the modes, by default the ring's. For 2-D Gaussian modes,
+    ``|x - c|^2 / std^2`` is chi-squared with 2 degrees of freedom, so exact samples fall
+    within 3 std with probability ``1 - exp(-9 / 2) = 0.989``.
     """
-    dist = np.linalg.norm(np.asarray(x)[:, None, :] - ring_centres()[None], axis=2)
+    centres = ring_centres() if centres is None else centres
+    dist = np.linalg.norm(np.asarray(x)[:, None, :] - centres[None], axis=2)
     good = dist.min(axis=1) < 3.0 * std
-    counts = np.bincount(dist.argmin(axis=1)[good], minlength=RING_MODES)
+    counts = np.bincount(dist.argmin(axis=1)[good], minlength=len(centres))
     return counts, float(good.mean())
 
 
@@ -205,15 +239,34 @@ QUICK_METHODS = (
 
 def run_ring(label: str, seed: int, steps: int) -> tuple[dict[str, Any], np.ndarray]:
     """Train one method on the ring; return its table row and 2,000 samples."""
-    from ratiokit import NonFiniteLossError, train
-    from ratiokit.config import TrainConfig
-
     factory, overrides = _ring_methods()[label]
     method = factory()
     if method.refit_per_batch:
         steps = max(10, steps * REFIT_STEPS // STEPS)
-    data = torch.tensor(ring_data(4000, rng=1000 + seed), dtype=torch.float32)
-    model = ring_generator(seed)
+    row, x = train_and_score(method, overrides, ring_generator(seed), ring_centres(), RING_STD,
+                             seed=seed, steps=steps)  # fmt: skip
+    return {"method": label, **row}, x
+
+
+def train_and_score(
+    method: Any,
+    overrides: dict[str, Any],
+    model: nn.Module,
+    centres: np.ndarray,
+    std: float,
+    *,
+    seed: int,
+    steps: int,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Train ``model`` (2-D noise -> 2-D) on 4,000 points of the mixture of ``N(c, std^2 I)``
+    over ``centres`` with ``method``; score 2,000 samples of its EMA generator by
+    :func:`mode_coverage` (a mode is covered by a fifth of its uniform share: 50 of 2,000
+    samples on the ring, 16 on the grid). Returns the table row and the samples."""
+    from ratiokit import NonFiniteLossError, train
+    from ratiokit.config import TrainConfig
+
+    data = torch.tensor(ring_data(4000, rng=1000 + seed, std=std, centres=centres),
+                        dtype=torch.float32)  # fmt: skip
     config = TrainConfig(max_steps=steps, ema=0.99, progress=False, **overrides)
     start, status = time.perf_counter(), "ok"
     try:
@@ -227,12 +280,11 @@ def run_ring(label: str, seed: int, steps: int) -> tuple[dict[str, Any], np.ndar
         z = torch.randn(N_EVAL, 2, generator=torch.Generator().manual_seed(10_000 + seed))
         x = trained(z).numpy().astype(np.float64)
     x = np.where(np.isfinite(x), x, 1e6)
-    counts, quality = mode_coverage(x)
+    counts, quality = mode_coverage(x, std=std, centres=centres)
     row = {
-        "method": label,
         "seed": seed,
         "steps": n_steps,
-        "modes_covered": int((counts >= COVERED_AT).sum()),
+        "modes_covered": int((counts >= N_EVAL // (5 * len(centres))).sum()),
         "high_quality": quality,
         "min_mode_count": int(counts.min()),
         "seconds": seconds,
@@ -278,13 +330,61 @@ def ring_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def ring_figure(samples: dict[str, np.ndarray], path: Path) -> None:
+    modes_figure({label: (x, ring_centres()) for label, x in samples.items()}, path, cols=6)
+
+
+# ----------------------------------------------------------------------------- WGAN-GP
+
+
+def wgan_methods() -> dict[str, tuple[Any, dict[str, Any]]]:
+    """Label -> (method factory, TrainConfig overrides) of the ``wgan`` section."""
+    from ratiokit.methods import Classifier, FDivergence, Wasserstein
+
+    wgan = {"critic_steps": WGAN_CRITIC_STEPS, "betas": (0.5, 0.9), "lr": WGAN_LR,
+            "critic_lr": WGAN_LR}  # fmt: skip
+    gan = {"lr": WGAN_LR, "critic_lr": WGAN_LR}
+    width = (WGAN_WIDTH, WGAN_WIDTH)
+    return {
+        "WGAN-GP (one-sided)": (lambda: Wasserstein(hidden=width, one_sided=True), wgan),
+        "classifier (GAN, non-saturating)": (lambda: Classifier(hidden=width), gan),
+        "fdiv f=js (f-GAN)": (lambda: FDivergence("js", hidden=width), gan),
+    }
+
+
+def wgan_section(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every method of :func:`wgan_methods` on the ring and on the grid, over the seeds."""
+    datasets = {"ring": (ring_centres(), RING_STD), "grid": (grid_centres(), GRID_STD)}
+    labels = list(wgan_methods())
+    if args.methods:
+        labels = [m for m in labels if any(k in m for k in args.methods)]
+    steps = WGAN_QUICK_STEPS if args.quick else WGAN_STEPS
+    rows, samples = [], {}
+    for name, (centres, std) in datasets.items():
+        for label in labels:
+            factory, overrides = wgan_methods()[label]
+            for seed in QUICK_SEEDS if args.quick else SEEDS:
+                model = ring_generator(seed, width=WGAN_WIDTH)
+                row, x = train_and_score(factory(), overrides, model, centres, std, seed=seed,
+                                         steps=steps)  # fmt: skip
+                rows.append({"data": name, "method": label, **row})
+                if seed == 0:
+                    samples[f"{name}: {label}"] = (x, centres)
+                print(f"wgan  {name} {label:32s} seed {seed}: {row['modes_covered']}/"
+                      f"{len(centres)} modes, {row['high_quality']:.3f} within 3 std, "
+                      f"{row['seconds']:.1f} s [{row['status']}]", flush=True)  # fmt: skip
+    return rows, samples
+
+
+def modes_figure(
+    samples: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, *, cols: int = 5
+) -> None:
+    """Samples per label, each with its mode centres: label -> (samples, centres)."""
     from ratiokit.plot import new_figure, save_figure
 
-    cols = min(6, len(samples))
+    cols = min(cols, len(samples))
     rows = math.ceil(len(samples) / cols)
     fig, axes = new_figure(cols, rows, width=2.6, height=2.6)
-    centres = ring_centres()
-    for ax, (label, x) in zip(axes, samples.items(), strict=False):
+    for ax, (label, (x, centres)) in zip(axes, samples.items(), strict=False):
         ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.3)
         ax.scatter(centres[:, 0], centres[:, 1], s=12, c="red", marker="x")
         ax.set(xlim=(-3, 3), ylim=(-3, 3), xticks=[], yticks=[])
@@ -294,17 +394,81 @@ def ring_figure(samples: dict[str, np.ndarray], path: Path) -> None:
     save_figure(fig, path)
 
 
+def wgan_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (data, method): worst and mean over seeds."""
+    out = []
+    for key in dict.fromkeys((r["data"], r["method"]) for r in rows):
+        mine = [r for r in rows if (r["data"], r["method"]) == key]
+        n_modes = RING_MODES if key[0] == "ring" else GRID_SIDE**2
+        out.append({
+            "data": key[0],
+            "method": key[1],
+            "seeds": len(mine),
+            "steps": mine[0]["steps"],
+            "modes (worst seed)": f"{min(r['modes_covered'] for r in mine)}/{n_modes}",
+            "modes (mean)": float(np.mean([r["modes_covered"] for r in mine])),
+            "within 3 std (worst seed)": min(r["high_quality"] for r in mine),
+            "within 3 std (mean)": float(np.mean([r["high_quality"] for r in mine])),
+            "ms/step": float(np.mean([r["ms_per_step"] for r in mine])),
+            "status": ", ".join(sorted({r["status"] for r in mine})),
+        })  # fmt: skip
+    return out
+
+
+# ----------------------------------------------------------------------------- conditional
+
+
+def conditional_section(args: argparse.Namespace) -> dict[str, Any]:
+    """A class-conditional GAN on the digits: the judge's accuracy on digits generated for
+    each label (200 per label), beside its accuracy on real held-out digits."""
+    from ratiokit import train
+    from ratiokit.conditional import ConditionalGenerator, joint_rows, one_hot
+    from ratiokit.config import TrainConfig
+    from ratiokit.methods import Classifier
+
+    _, x_fit, x_held, y_fit, y_held, judge = digits_split()
+    latent, width = 32, COND_WIDTH
+    conditions = one_hot(y_fit, 10)
+    data = torch.tensor(joint_rows(conditions, x_fit), dtype=torch.float32)
+    asked = np.repeat(np.arange(10), 200)
+    steps = COND_QUICK_STEPS if args.quick else COND_STEPS
+    runs = []
+    for seed in QUICK_SEEDS if args.quick else SEEDS:
+        net = seeded_init(nn.Sequential(
+            nn.Linear(latent + 10, width), nn.LeakyReLU(0.2), nn.Linear(width, width),
+            nn.LeakyReLU(0.2), nn.Linear(width, 64), nn.Tanh(),
+        ), seed)  # fmt: skip
+        model = ConditionalGenerator(net, latent)
+        config = TrainConfig(max_steps=steps, batch_size=128, lr=1e-3, critic_lr=1e-3,
+                             ema=0.999, progress=False)  # fmt: skip
+        start = time.perf_counter()
+        out = train(model, model.sampler(conditions), data,
+                    Classifier(hidden=(width, width), activation="leaky_relu"), config,
+                    rng=seed)  # fmt: skip
+        seconds = time.perf_counter() - start
+        fake = out.ema_model.sample(one_hot(asked, 10), rng=1).astype(np.float64)
+        per_label = (judge.predict(fake) == asked).reshape(10, -1).mean(axis=1)
+        runs.append({"seed": seed, "accuracy": float(per_label.mean()),
+                     "worst label": float(per_label.min()), "seconds": seconds})  # fmt: skip
+        print(f"conditional seed {seed}: {runs[-1]}", flush=True)
+        if seed == 0:
+            first_ten = fake[np.arange(10)[:, None] * 200 + np.arange(10)].reshape(100, 64)
+            titles = ("generated (row i: label i asked for)", "real (held out)")
+            grid_figure(first_ten, x_held[:20], args.out / "gan_conditional.png", titles)
+    return {"steps": steps, "width": width, "runs": runs,
+            "judge_accuracy": float(judge.score(x_held, y_held))}  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- digits
 
 
-def digits_section(args: argparse.Namespace) -> dict[str, Any]:
+def digits_split() -> tuple[np.ndarray, ...]:
+    """scikit-learn's digits scaled to [-1, 1], split 75/25 (stratified, seed 0), and the
+    judge: a logistic regression fitted on the 75%. Returns all the images, x_fit, x_held,
+    y_fit, y_held and the judge."""
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
-
-    from ratiokit import train
-    from ratiokit.config import TrainConfig
-    from ratiokit.methods import Classifier
 
     digits = load_digits()
     images = digits.data / 8.0 - 1.0  # pixel values 0..16 -> [-1, 1]
@@ -312,6 +476,15 @@ def digits_section(args: argparse.Namespace) -> dict[str, Any]:
         images, digits.target, test_size=0.25, random_state=0, stratify=digits.target
     )
     judge = LogisticRegression(max_iter=2000).fit(x_fit, y_fit)
+    return images, x_fit, x_held, y_fit, y_held, judge
+
+
+def digits_section(args: argparse.Namespace) -> dict[str, Any]:
+    from ratiokit import train
+    from ratiokit.config import TrainConfig
+    from ratiokit.methods import Classifier
+
+    images, x_fit, x_held, y_fit, y_held, judge = digits_split()
     latent = 32
     model = digits_generator(0, latent)
     steps = 500 if args.quick else 6000
@@ -351,12 +524,17 @@ def _nearest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
 
 
-def grid_figure(fake: np.ndarray, real: np.ndarray, path: Path) -> None:
+def grid_figure(
+    fake: np.ndarray,
+    real: np.ndarray,
+    path: Path,
+    titles: tuple[str, str] = ("generated (EMA generator)", "real (held out)"),
+) -> None:
     from ratiokit.plot import new_figure, save_figure
 
     fig, axes = new_figure(2, 1, width=4.2, height=4.6)
-    for ax, images, rows, title in ((axes[0], fake, 10, "generated (EMA generator)"),
-                                    (axes[1], real, 2, "real (held out)")):  # fmt: skip
+    for ax, images, rows, title in ((axes[0], fake, 10, titles[0]),
+                                    (axes[1], real, 2, titles[1])):  # fmt: skip
         cols = math.ceil(len(images) / rows)
         canvas = np.full((rows * 9 - 1, cols * 9 - 1), 1.0)
         for i, img in enumerate(images):
@@ -620,8 +798,15 @@ def main(argv: list[str] | None = None) -> int:
             _common.write_csv(args.out / "gan.csv", rows, RING_COLUMNS)
             ring_figure(samples, args.out / "gan.png")
             part = _ring_markdown(rows, args)
+        elif name == "wgan":
+            rows, samples = wgan_section(args)
+            _common.write_csv(args.out / "gan_wgan.csv", rows, ("data", *RING_COLUMNS))
+            modes_figure(samples, args.out / "gan_wgan.png")
+            part = _wgan_markdown(rows, args)
         elif name == "digits":
             part = _digits_markdown(digits_section(args))
+        elif name == "conditional":
+            part = _conditional_markdown(conditional_section(args))
         elif name == "timing":
             rows = timing_section(args)
             _common.write_csv(args.out / "gan_timing.csv", rows, TIMING_COLUMNS)
@@ -676,6 +861,59 @@ def _ring_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"{N_EVAL} samples of the EMA generator: *modes* holding >= {COVERED_AT} samples, and "
         "the fraction *within 3 std* of a mode (exact samples: 0.989). Samples of seed 0 "
         "are in `gan.png`; every seed is in `gan.csv`.\n\n" + table
+    )
+
+
+def _wgan_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    steps = WGAN_QUICK_STEPS if args.quick else WGAN_STEPS
+    summary = wgan_summary(rows)
+    table = _common.markdown_table(summary, list(summary[0]))
+    wgan = [r for r in rows if r["method"].startswith("WGAN-GP")]
+    verdicts = []
+    for label in dict.fromkeys(r["method"] for r in wgan):
+        for name, n_modes in (("ring", RING_MODES), ("grid", GRID_SIDE**2)):
+            mine = [r for r in wgan if (r["method"], r["data"]) == (label, name)]
+            if mine:
+                ok = all(r["modes_covered"] == n_modes for r in mine)
+                verdicts.append(f"{label} on the {name}: all {n_modes} modes on "
+                                f"{len(mine)} seed(s) **{'PASS' if ok else 'FAIL'}**")  # fmt: skip
+    return (
+        "## WGAN-GP beside the GAN and an f-GAN on the ring and the 5x5 grid\n\n"
+        f"Ring: 8 Gaussians (std {RING_STD}) on a circle of radius {RING_RADIUS}. Grid: 25 "
+        f"Gaussians (std {GRID_STD}) at the points of a 5x5 grid {GRID_SPACING:g} apart "
+        "(centred at 0). 4,000 data points; the same generator for every method, 2 -> "
+        f"{WGAN_WIDTH} -> {WGAN_WIDTH} -> 2 (ReLU), and critics MLP {WGAN_WIDTH}-{WGAN_WIDTH}; "
+        f"{steps} generator steps, batch 256, Adam lr {WGAN_LR:g} for both players, EMA "
+        f"0.99. WGAN-GP: {WGAN_CRITIC_STEPS} critic steps per generator step, betas (0.5, "
+        "0.9), one-sided penalty `10 E[max(0, |grad f| - 1)^2]`; the GAN and the f-GAN: one "
+        "critic step, betas (0.5, 0.999) (the other f-GANs, on the ring only, are in the "
+        "ring section). Scores on "
+        f"{N_EVAL} samples of the EMA generator: *modes* holding at least a fifth of the "
+        f"uniform share ({N_EVAL // (5 * RING_MODES)} on the ring, "
+        f"{N_EVAL // (5 * GRID_SIDE**2)} on the grid) within 3 std, and the fraction *within "
+        "3 std* of a mode (exact samples: 0.989). Seed 0's samples are in `gan_wgan.png`; "
+        "every seed is in `gan_wgan.csv`.\n\n" + table + "\n\nTarget (issue 17): WGAN-GP "
+        "covers every mode on 3 seeds. " + "; ".join(verdicts) + "."
+    )
+
+
+def _conditional_markdown(r: dict[str, Any]) -> str:
+    table = _common.markdown_table(r["runs"], list(r["runs"][0]))
+    worst = min(run["accuracy"] for run in r["runs"])
+    return (
+        "## A class-conditional GAN on the digits\n\n"
+        "A GAN on joint rows `[one_hot(label), pixels]` (`ratiokit.conditional`): generator "
+        f"`G(z, c)`, 32 noise dimensions and the label -> {r['width']} -> {r['width']} "
+        f"(leaky ReLU) -> 64 pixels (tanh); critic `Classifier`, MLP {r['width']}-"
+        f"{r['width']} (leaky ReLU) on the 74 joint features; non-saturating, batch 128, "
+        f"Adam lr 1e-3, betas (0.5, 0.999), EMA 0.999, {r['steps']} steps, trained on the 75% "
+        "of the digits the judge was fitted on. The judge (the logistic regression of the "
+        f"section above; accuracy on real held-out digits **{r['judge_accuracy']:.3f}**) "
+        "labels 200 digits generated for each label: *accuracy* is the share labelled as "
+        "asked, *worst label* the lowest per-label share. Image grid (seed 0): "
+        "`gan_conditional.png`.\n\n" + table + "\n\nTarget (issue 17): generated digits "
+        f"classified as their label at least 90% of the time: worst seed {worst:.3f} "
+        f"**{'PASS' if worst >= 0.9 else 'FAIL'}**."
     )
 
 
