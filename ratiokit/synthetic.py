@@ -27,12 +27,14 @@ from ratiokit._validation import as_sample, check_choice, check_int, check_posit
 __all__ = [
     "DIVERGENCES",
     "PROBLEMS",
+    "CorrelatedBlobs",
     "CorrelatedGaussian",
     "GaussianBlobs",
     "GaussianMI",
     "GaussianMixture",
     "GaussianPair",
     "GaussianShift",
+    "HighDimGaussianMixture",
     "ScaleChange",
     "StudentTGaussian",
     "SyntheticPair",
@@ -645,6 +647,135 @@ class GaussianBlobs(_MixturePair):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CorrelatedBlobs(_MixturePair):
+    """Liu et al.'s "Blob" problem: 9 small round Gaussians (P) against 9 sheared ones (Q).
+
+    P and Q are equal-weight mixtures over the centres (r, c), r, c = 0, 1, 2 (spacing 1).
+    P's blobs are N(centre, variance I); Q's blob i = 3 r + c is N(centre, S_i) with
+    ``S_i = [[variance, c_i], [c_i, variance]]`` and ``c_i = -0.02 - 0.002 i`` (i < 4),
+    ``0`` (i = 4), ``0.02 + 0.002 (i - 5)`` (i > 4), each ``c_i`` times ``shear / 0.02``.
+    The differences are at the scale of one blob (standard deviation 0.17), far below the
+    data's spread, unlike :class:`GaussianBlobs` (Sutherland et al.'s variant).
+
+    ``covariance="code"`` (default) draws Q's blobs as the authors' released sampler does,
+    ``z L`` with ``z ~ N(0, I)`` a row and ``L`` the lower Cholesky factor of ``S_i``: the
+    covariance is ``L^T L`` (diagonal ``variance + c_i^2 / variance`` and
+    ``variance - c_i^2 / variance``, off-diagonal ``c_i sqrt(1 - c_i^2 / variance^2)``), not
+    ``S_i``; the published powers were measured on this law. ``covariance="paper"`` draws
+    ``N(centre, S_i)`` as the paper writes it. No divergence has a closed form here.
+
+    Parameters
+    ----------
+    variance : float, default=0.03
+        Variance of each coordinate of a blob (positive).
+    shear : float, default=0.02
+        Scale of Q's covariances ``c_i`` (``|c_i| <= 1.3 shear``; it must stay below
+        ``variance / 1.3`` so every ``S_i`` is positive definite; 0 gives P = Q).
+    covariance : {"code", "paper"}, default="code"
+        Q's blob covariance: ``L^T L`` as in the released code, or ``S_i``.
+
+    References
+    ----------
+    F. Liu, W. Xu, J. Lu, G. Zhang, A. Gretton and D. J. Sutherland, "Learning deep kernels
+    for non-parametric two-sample tests", ICML 2020 (the "Blob" data; code at
+    github.com/fengliu90/DK-for-TST).
+
+    Examples
+    --------
+    >>> from ratiokit.synthetic import CorrelatedBlobs
+    >>> pair = CorrelatedBlobs(covariance="paper")
+    >>> pair.sample_q(900, rng=0).shape
+    (900, 2)
+    """
+
+    name: ClassVar[str] = "correlated_blobs"
+    dim: ClassVar[int] = 2
+    variance: float = 0.03
+    shear: float = 0.02
+    covariance: str = "code"
+
+    def __post_init__(self) -> None:
+        check_positive(self.variance, "variance")
+        shear = _check_real(self.shear, "shear")
+        if not 0.0 <= 1.3 * shear < self.variance:
+            raise ValueError(
+                f"`shear` must be in [0, variance / 1.3) so Q's covariances stay positive "
+                f"definite; got {self.shear!r} with variance {self.variance!r}."
+            )
+        check_choice(self.covariance, "covariance", ("code", "paper"))
+
+    def shears(self) -> np.ndarray:
+        """Off-diagonal entries ``c_i`` of the nine ``S_i`` (blob i at centre (i // 3, i % 3))."""
+        i = np.arange(9)
+        base = np.where(i < 4, -0.02 - 0.002 * i, np.where(i == 4, 0.0, 0.02 + 0.002 * (i - 5)))
+        return base * (self.shear / 0.02)
+
+    def _components(self, which: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        centres = np.stack(np.meshgrid(np.arange(3.0), np.arange(3.0), indexing="ij"), -1)
+        covs = np.broadcast_to(self.variance * np.eye(2), (9, 2, 2)).copy()
+        if which == "q":
+            covs[:, 0, 1] = covs[:, 1, 0] = self.shears()
+            if self.covariance == "code":
+                chol = np.linalg.cholesky(covs)
+                covs = np.swapaxes(chol, 1, 2) @ chol
+        return np.full(9, 1.0 / 9.0), centres.reshape(9, 2), covs
+
+
+@dataclass(frozen=True, kw_only=True)
+class HighDimGaussianMixture(_MixturePair):
+    """Liu et al.'s "HDGM": two Gaussians in R^d, Q with opposite correlations in each.
+
+    ``P = N(0, I) / 2 + N(gap 1, I) / 2`` and ``Q = N(0, S_+) / 2 + N(gap 1, S_-) / 2``,
+    where ``S_+-`` is the identity with ``+-correlation`` at entries (0, 1) and (1, 0): the
+    marginals of every coordinate agree, only the joint law of the first two differs, and
+    with opposite signs in the two components (so the pooled correlation is about 0). The
+    paper draws exactly half of each sample from each component; here the component of each
+    point is drawn (a mixture), which is the same law for the pooled sample.
+
+    Parameters
+    ----------
+    dim : int, default=10
+        Dimension d (at least 2).
+    gap : float, default=0.5
+        Each coordinate of the second component's mean.
+    correlation : float, default=0.5
+        Q's correlation between the first two coordinates, in (-1, 1) (0 gives P = Q).
+
+    References
+    ----------
+    F. Liu, W. Xu, J. Lu, G. Zhang, A. Gretton and D. J. Sutherland, "Learning deep kernels
+    for non-parametric two-sample tests", ICML 2020 (the "HDGM" data).
+
+    Examples
+    --------
+    >>> from ratiokit.synthetic import HighDimGaussianMixture
+    >>> HighDimGaussianMixture().sample_p(5, rng=0).shape
+    (5, 10)
+    """
+
+    name: ClassVar[str] = "hdgm"
+    dim: int = 10
+    gap: float = 0.5
+    correlation: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_int(self.dim, "dim", minimum=2)
+        _check_real(self.gap, "gap")
+        rho = _check_real(self.correlation, "correlation")
+        if not -1.0 < rho < 1.0:
+            raise ValueError(f"`correlation` must be in (-1, 1); got {self.correlation!r}.")
+
+    def _components(self, which: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = self.dim
+        means = np.stack([np.zeros(d), np.full(d, float(self.gap))])
+        covs = np.stack([np.eye(d), np.eye(d)])
+        if which == "q":
+            for k, sign in enumerate((1.0, -1.0)):
+                covs[k, 0, 1] = covs[k, 1, 0] = sign * self.correlation
+        return np.full(2, 0.5), means, covs
+
+
+@dataclass(frozen=True, kw_only=True)
 class StudentTGaussian(SyntheticPair):
     """Heavy tails: P = multivariate Student t (df, location 0, scale I), Q = N(0, I).
 
@@ -751,6 +882,8 @@ PROBLEMS: dict[str, type[SyntheticPair]] = {
         GaussianMixture,
         StudentTGaussian,
         GaussianBlobs,
+        CorrelatedBlobs,
+        HighDimGaussianMixture,
     )
 }
 
@@ -761,8 +894,9 @@ def make_problem(name: str, **params: Any) -> SyntheticPair:
     Parameters
     ----------
     name : str
-        A key of :data:`PROBLEMS`: "blobs", "correlated_gaussian", "gaussian_mixture",
-        "gaussian_pair", "gaussian_shift", "scale_change" or "student_t".
+        A key of :data:`PROBLEMS`: "blobs", "correlated_blobs", "correlated_gaussian",
+        "gaussian_mixture", "gaussian_pair", "gaussian_shift", "hdgm", "scale_change" or
+        "student_t".
     **params
         Constructor parameters of that pair (unknown ones raise TypeError).
 

@@ -23,11 +23,13 @@ from scipy import integrate, special, stats
 from ratiokit.synthetic import (
     DIVERGENCES,
     PROBLEMS,
+    CorrelatedBlobs,
     CorrelatedGaussian,
     GaussianBlobs,
     GaussianMixture,
     GaussianPair,
     GaussianShift,
+    HighDimGaussianMixture,
     ScaleChange,
     StudentTGaussian,
     SyntheticPair,
@@ -461,3 +463,85 @@ def test_pairs_are_frozen():
     mixture = GaussianMixture()
     with pytest.raises(ValueError, match="read-only"):
         mixture.weights_p[0] = 1.0
+
+
+# ----------------------------------------------------------------------------- Liu et al.'s pairs
+
+
+@pytest.mark.parametrize("covariance", ["code", "paper"])
+def test_correlated_blobs_against_construction(covariance):
+    # Blob variance 0.003 (the construction is scale-covariant: shear scaled with it), so a
+    # point's offset from its centre exceeds 0.5 (nearer another centre) only beyond 7.6
+    # standard deviations (probability < 1e-13): the offsets are draws from one blob.
+    pair = CorrelatedBlobs(variance=0.003, shear=0.002, covariance=covariance)
+    assert pair.shears()[[0, 3, 4, 5, 8]].tolist() == pytest.approx(
+        [-0.002, -0.0026, 0.0, 0.002, 0.0026]
+    )
+    for which in "pq":
+        x = getattr(pair, f"sample_{which}")(N_MC, rng=21)
+        centre = np.round(x)
+        blob = (3 * centre[:, 0] + centre[:, 1]).astype(int)
+        # Equal weights: each blob's count is Binomial(N_MC, 1/9), within 5 sd of N_MC / 9.
+        counts = np.bincount(blob, minlength=9)
+        assert np.all(np.abs(counts - N_MC / 9) < N_SE * math.sqrt(N_MC * 8 / 81))
+        for i in range(9):
+            c = pair.shears()[i] if which == "q" else 0.0
+            v = 0.003
+            if covariance == "code":  # L^T L with L = chol([[v, c], [c, v]])
+                cov = [[v + c * c / v, c * math.sqrt(1 - c * c / v**2)], [0, v - c * c / v]]
+                cov[1][0] = cov[0][1]
+            else:
+                cov = [[v, c], [c, v]]
+            offsets = x[blob == i] - centre[blob == i]
+            products = offsets[:, :, None] * offsets[:, None, :]  # the blob mean is 0
+            se = products.std(axis=0, ddof=1) / math.sqrt(len(offsets))
+            assert np.all(np.abs(products.mean(axis=0) - np.asarray(cov)) < N_SE * se)
+
+
+def test_hdgm_against_construction():
+    # gap 30 in d = 3: the components' means are 52 apart, so a point belongs to the second
+    # component exactly when its coordinate sum exceeds 45 (misassignment < 1e-50).
+    pair = HighDimGaussianMixture(dim=3, gap=30.0, correlation=0.5)
+    for which in "pq":
+        x = getattr(pair, f"sample_{which}")(N_MC, rng=22)
+        second = x.sum(axis=1) > 45.0
+        assert abs(second.sum() - N_MC / 2) < N_SE * math.sqrt(N_MC / 4)  # Binomial(N, 1/2)
+        for k, part in enumerate((x[~second], x[second])):
+            cov = np.eye(3)
+            if which == "q":
+                cov[0, 1] = cov[1, 0] = 0.5 if k == 0 else -0.5
+            centred = part - 30.0 * k
+            assert np.all(
+                np.abs(centred.mean(axis=0)) < N_SE * centred.std(axis=0) / math.sqrt(len(part))
+            )
+            products = centred[:, :, None] * centred[:, None, :]
+            se = products.std(axis=0, ddof=1) / math.sqrt(len(part))
+            assert np.all(np.abs(products.mean(axis=0) - cov) < N_SE * se)
+
+
+def test_hdgm_log_density_matches_scipy():
+    pair = HighDimGaussianMixture()
+    x = np.concatenate([pair.sample_p(20, rng=0), pair.sample_q(20, rng=1)])
+    s_plus, s_minus = np.eye(10), np.eye(10)
+    s_plus[0, 1] = s_plus[1, 0] = 0.5
+    s_minus[0, 1] = s_minus[1, 0] = -0.5
+    shifted = np.full(10, 0.5)
+    dens_q = 0.5 * stats.multivariate_normal(np.zeros(10), s_plus).pdf(x) + 0.5 * (
+        stats.multivariate_normal(shifted, s_minus).pdf(x)
+    )
+    np.testing.assert_allclose(pair.log_q(x), np.log(dens_q), rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: CorrelatedBlobs(shear=0.024), r"`shear` must be in \[0, variance / 1.3\)"),
+        (lambda: CorrelatedBlobs(shear=-0.01), r"`shear` must be in"),
+        (lambda: CorrelatedBlobs(covariance="exact"), "`covariance` must be one of"),
+        (lambda: HighDimGaussianMixture(dim=1), "`dim` must be an integer >= 2"),
+        (lambda: HighDimGaussianMixture(correlation=1.0), r"`correlation` must be in \(-1, 1\)"),
+    ],
+)
+def test_liu_pairs_bad_parameters(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()

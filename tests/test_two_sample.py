@@ -1428,3 +1428,62 @@ def test_deep_kernel_criterion_gradient_equals_central_differences():
     assert top > 0
     for name, g, n in zip(params, grads, numeric, strict=True):
         np.testing.assert_allclose(g.numpy(), n.numpy(), atol=1e-6 * top, err_msg=name)
+
+
+# ----------------------------------------------------------------------------- deep kernel starts
+
+
+def test_deep_kernel_starting_values_are_applied():
+    x, y = (torch.as_tensor(normal(50, 2, s)) for s in (71, 72))
+    set_ = DeepKernelMMD(
+        hidden=(4,), n_features=2, bandwidth=0.3, feature_bandwidth=0.05, epsilon=0.5
+    ).init_critic(x, y, rng=0)
+    assert set_.log_scales_.exp().tolist() == pytest.approx([0.05, 0.3], rel=1e-12)
+    assert float(torch.sigmoid(set_.logit_eps_.detach())) == pytest.approx(0.5, rel=1e-12)
+    # "median/k": the median pairwise distance of the pooled sample (inputs, or the untrained
+    # features phi), divided by k; recomputed here by brute force (torch's median of an even
+    # count is the lower middle value).
+    med = DeepKernelMMD(
+        hidden=(4,), n_features=2, bandwidth="median/4", feature_bandwidth="median"
+    ).init_critic(x, y, rng=0)
+    pooled = torch.cat([x, y]).numpy()
+    features = med.network_(torch.cat([x, y])).detach().numpy()
+
+    def median_distance(z):
+        d = np.sort(np.linalg.norm(z[:, None] - z[None], axis=-1)[np.triu_indices(len(z), 1)])
+        return d[(len(d) - 1) // 2]
+
+    scales = med.log_scales_.exp().tolist()
+    assert scales[1] == pytest.approx(median_distance(pooled) / 4, rel=1e-12)
+    assert scales[0] == pytest.approx(median_distance(features), rel=1e-12)
+
+
+def test_deep_kernel_full_batch_is_every_point():
+    x, y = (torch.as_tensor(normal(40, 2, s)) for s in (73, 74))
+    settings = dict(hidden=(4,), n_features=2, max_steps=5)
+    full = DeepKernelMMD(batch_size=None, **settings).fit_critic(x, y, rng=3)
+    # A batch at least the sample size takes all rows each step: the same training.
+    big = DeepKernelMMD(batch_size=1000, **settings).fit_critic(x, y, rng=3)
+    np.testing.assert_array_equal(full.history_.critic_loss, big.history_.critic_loss)
+    # Step 1's loss is minus the criterion of the untrained kernel on all the points (the
+    # same initialisation from the same seed; row order changes only the rounding).
+    fresh = DeepKernelMMD(**settings).init_critic(x, y, rng=3)
+    with torch.no_grad():
+        first = -float(fresh._criterion(x, y))
+    assert full.history_.critic_loss[0] == pytest.approx(first, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"bandwidth": "mean"}, "`bandwidth` must be a positive float, 'median' or 'median/k'"),
+        ({"feature_bandwidth": "median/-2"}, "`feature_bandwidth` must be a positive float"),
+        ({"bandwidth": 0.0}, "`bandwidth` must be a positive real number"),
+        ({"epsilon": 1.0}, r"`epsilon` must be in \(0, 1\); got 1.0"),
+        ({"epsilon": 0.0}, "`epsilon` must be a positive real number"),
+        ({"batch_size": 1}, "`batch_size` must be an integer >= 2"),
+    ],
+)
+def test_deep_kernel_start_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DeepKernelMMD(**kwargs)
