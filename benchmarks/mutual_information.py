@@ -12,8 +12,8 @@ Three parts, every run seeded, every estimate compared with the closed-form MI:
     the truth at every level.
 (b) **High MI.** Correlated Gaussians in d = 80 with MI 10, 20, 30 and 40 nats: the single
     classifier against the telescoped classifier (``telescope=K`` with K proportional to the
-    MI, about 5 nats per waymark ratio). Target: telescoped within 10% at 40 nats where the
-    single classifier is not.
+    MI, about 5 nats per waymark ratio, and the default shared body). Target: telescoped
+    within 10% at 40 nats where the single classifier is not.
 (c) **Non-Gaussian.** :class:`ratiokit.synthetic.TransformedGaussianMI` (x -> sinh x,
     y -> y^3 of a correlated Gaussian, same MI) against the Gaussian pair it came from.
 
@@ -22,7 +22,7 @@ The baseline of every comparison is measured in the same run: the single-ratio c
 
     nice -n 10 python -m benchmarks.mutual_information           # full (~8-15 min)
     python -m benchmarks.mutual_information --quick              # smoke (~2 min)
-    nice -n 10 python -m benchmarks.mutual_information --bodies  # telescope bodies (~8 min)
+    nice -n 10 python -m benchmarks.mutual_information --bodies  # telescope bodies (~4 min)
 
 Writes ``benchmarks/results/mutual_information.{md,csv,png}`` (``--quick``: under
 ``benchmarks/results/quick/``). ``--bodies`` compares the telescope's separate critics with a
