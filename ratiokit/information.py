@@ -33,6 +33,14 @@ from ratiokit._validation import as_sample, check_choice, check_int, check_posit
 from ratiokit.critics import Standardize, check_network, check_training, mlp_critic, train_critic
 from ratiokit.exceptions import NonFiniteStatisticError
 from ratiokit.results import MutualInformationResult
+from ratiokit.telescope import (
+    SeparateRatios,
+    SharedRatios,
+    check_telescope,
+    check_telescope_body,
+    telescope_loss,
+    waymarks,
+)
 
 __all__ = ["BOUNDS", "CRITICS", "mutual_information"]
 
@@ -138,6 +146,13 @@ def _per_block(
     )
 
 
+def _standardize(v: torch.Tensor) -> Standardize:
+    """The map to zero mean and unit spread by the moments of ``v`` (a constant feature is
+    left unscaled)."""
+    scale = v.std(dim=0)
+    return Standardize(v.mean(dim=0), torch.where(scale > 0, scale, torch.ones_like(scale)))
+
+
 def _make_critic(
     kind: str,
     x: torch.Tensor,
@@ -147,104 +162,101 @@ def _make_critic(
     gen: np.random.Generator,
 ) -> nn.Module:
     """A fresh critic whose inputs are standardised by the moments of the training rows."""
-
-    def standardize(v: torch.Tensor) -> Standardize:
-        scale = v.std(dim=0)
-        return Standardize(v.mean(dim=0), torch.where(scale > 0, scale, torch.ones_like(scale)))
-
     like = {"dtype": x.dtype, "device": x.device}
     if kind == "joint":
         net = mlp_critic(x.shape[1] + y.shape[1], hidden, rng=gen, **like)
         xy = torch.cat([x, y], dim=1)
-        return _JointCritic(nn.Sequential(standardize(xy), net))
+        return _JointCritic(nn.Sequential(_standardize(xy), net))
     g, h = (
         nn.Sequential(
-            standardize(v), mlp_critic(v.shape[1], hidden, d_out=embedding_dim, rng=gen, **like)
+            _standardize(v), mlp_critic(v.shape[1], hidden, d_out=embedding_dim, rng=gen, **like)
         )
         for v in (x, y)
     )
     return _SeparableCritic(g, h)
 
 
-def _waymarks(
-    y: torch.Tensor, y_other: torch.Tensor, weights: Sequence[float]
-) -> list[torch.Tensor]:
-    """The waymark draws ``y_k = sqrt(1 - a_k^2) y + a_k y_other``, one per weight ``a_k``."""
-    return [math.sqrt(1.0 - a * a) * y + a * y_other for a in weights]
+class _PairRows(nn.Module):
+    """A critic's pointwise scores as a map of paired rows ``z = [x, y]`` (n, d_x + d_y) to
+    (n,), the form :mod:`ratiokit.telescope` trains."""
+
+    def __init__(self, critic: nn.Module, d_x: int) -> None:
+        super().__init__()
+        self.critic, self.d_x = critic, d_x
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """The scores ``f(x_i, y_i)`` of the rows."""
+        return self.critic.pointwise(z[:, : self.d_x], z[:, self.d_x :])
 
 
-def _telescope_loss(
-    critics: nn.ModuleList, x: torch.Tensor, y: torch.Tensor, weights: Sequence[float]
-) -> torch.Tensor:
-    """The sum over k of critic k's logistic loss, waymark k (label 1) against k + 1 (label 0).
+class _SharedSeparable(nn.Module):
+    """K separable critics with shared bodies: ``f_k(x, y) = g(x)^T h_k(y)``, where the K
+    embeddings ``h_k`` are the K slices of one network's output."""
 
-    Pair i's partner ``y_{i-1}`` (the rows rolled by one) is a draw from the marginal of y
-    independent of ``x_i``, and both waymarks of a pair mix the same two rows (Rhodes et al.).
-    """
-    ys = _waymarks(y, y.roll(1, dims=0), weights)
-    return sum(
-        0.5
-        * (
-            F.softplus(-f.pointwise(x, ys[k])).mean()
-            + F.softplus(f.pointwise(x, ys[k + 1])).mean()
-        )
-        for k, f in enumerate(critics)
-    )
+    def __init__(self, g: nn.Module, h: nn.Module, d_x: int, k: int) -> None:
+        super().__init__()
+        self.g, self.h, self.d_x, self.k = g, h, d_x, k
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """The K scores of each row ``z = [x, y]``: shape (n, K)."""
+        gx = self.g(z[:, : self.d_x])
+        hy = self.h(z[:, self.d_x :]).reshape(z.shape[0], self.k, -1)
+        return torch.einsum("ne,nke->nk", gx, hy)
 
 
 def _make_telescope(
     kind: str,
+    body: str,
     x: torch.Tensor,
     y: torch.Tensor,
     weights: Sequence[float],
     hidden: tuple[int, ...],
     embedding_dim: int,
     gen: np.random.Generator,
-) -> nn.ModuleList:
-    """One fresh critic per consecutive pair of waymarks, standardised by the moments of the
-    pair's draws from the training rows."""
-    ys = _waymarks(y, y.roll(1, dims=0), weights)
-    return nn.ModuleList(
-        _make_critic(
-            kind, torch.cat([x, x]), torch.cat([ys[k], ys[k + 1]]), hidden, embedding_dim, gen
+) -> SeparateRatios | SharedRatios:
+    """The K critics of a telescope, standardised by the moments of their waymarks' draws
+    from the training rows (each pair's for separate critics, all waymarks' for a shared
+    body)."""
+    d_x, k = x.shape[1], len(weights) - 1
+    xy = torch.cat([x, y], dim=1)
+    rows = waymarks(xy, xy.roll(1, dims=0), weights, keep=d_x)
+    if body == "separate":
+        return SeparateRatios(
+            _PairRows(
+                _make_critic(
+                    kind,
+                    torch.cat([x, x]),
+                    torch.cat([rows[j][:, d_x:], rows[j + 1][:, d_x:]]),
+                    hidden,
+                    embedding_dim,
+                    gen,
+                ),
+                d_x,
+            )
+            for j in range(k)
         )
-        for k in range(len(weights) - 1)
+    pooled = torch.cat(rows)
+    like = {"dtype": x.dtype, "device": x.device}
+    if kind == "joint":
+        net = mlp_critic(pooled.shape[1], hidden, d_out=k, rng=gen, **like)
+        return SharedRatios(nn.Sequential(_standardize(pooled), net))
+    g = mlp_critic(d_x, hidden, d_out=embedding_dim, rng=gen, **like)
+    h = mlp_critic(y.shape[1], hidden, d_out=k * embedding_dim, rng=gen, **like)
+    return SharedRatios(
+        _SharedSeparable(
+            nn.Sequential(_standardize(x), g),
+            nn.Sequential(_standardize(pooled[:, d_x:]), h),
+            d_x,
+            k,
+        )
     )
 
 
-def _telescope_terms(
-    critics: nn.ModuleList, xy: torch.Tensor, d_x: int, batch_size: int
-) -> torch.Tensor:
+def _telescope_terms(ratios: nn.Module, xy: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Each critic's mean log-ratio ``f_k(x_i, y_i)`` over each block of the joint pairs
     ``xy`` = [x, y]: shape (n_blocks, K)."""
-    x, y = xy[:, :d_x], xy[:, d_x:]
-    scores = torch.stack([f.pointwise(x, y) for f in critics], dim=1)
+    scores = ratios(xy)
     return torch.stack([scores[block].mean(dim=0) for block in _blocks(xy.shape[0], batch_size)])
-
-
-def _check_telescope(telescope: Any) -> tuple[float, ...] | None:
-    """The mixing weights ``0 = a_0 < a_1 < ... < a_K = 1`` of ``telescope``, or None."""
-    if telescope is None:
-        return None
-    if isinstance(telescope, numbers.Integral) and not isinstance(telescope, bool):
-        k = check_int(telescope, "telescope", minimum=1)
-        return tuple(i / k for i in range(k + 1))
-    if isinstance(telescope, (str, bytes, bool)) or not isinstance(
-        telescope, (Sequence, np.ndarray)
-    ):
-        raise TypeError(
-            "`telescope` must be None, an integer or a sequence of mixing weights; "
-            f"got {telescope!r}."
-        )
-    if not all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in telescope):
-        raise TypeError(f"`telescope` must hold real numbers; got {telescope!r}.")
-    inner = [float(a) for a in telescope]
-    weights = (0.0, *inner, 1.0)
-    if not all(lo < hi for lo, hi in zip(weights[:-1], weights[1:], strict=True)):
-        raise ValueError(
-            f"`telescope` must be strictly increasing mixing weights in (0, 1); got {telescope!r}."
-        )
-    return weights
 
 
 def _mutual_information_iv(
@@ -257,12 +269,14 @@ def _mutual_information_iv(
     embedding_dim: Any,
     test_fraction: Any,
     telescope: Any,
+    telescope_body: Any,
     device: Any,
-) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...], tuple[float, ...] | None]:
-    """Validate the inputs; return ``x``, ``y`` in their common dtype, the hidden widths and
-    the telescope's mixing weights (None without one)."""
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...], tuple[float, ...] | None, str | None]:
+    """Validate the inputs; return ``x``, ``y`` in their common dtype, the hidden widths, and
+    the telescope's mixing weights and body (None without one)."""
     check_choice(method, "method", list(BOUNDS))
-    weights = _check_telescope(telescope)
+    weights = check_telescope(telescope)
+    body = check_telescope_body(telescope_body, weights)
     if weights is not None and method != "classifier":
         raise ValueError(
             "`telescope` needs method='classifier' (the telescoped log-ratio is a plug-in "
@@ -290,7 +304,7 @@ def _mutual_information_iv(
             f"`x` and `y` must be on the same device; got {x_t.device} and {y_t.device}."
         )
     common = torch.promote_types(x_t.dtype, y_t.dtype)
-    return x_t.detach().to(common), y_t.detach().to(common), widths, weights
+    return x_t.detach().to(common), y_t.detach().to(common), widths, weights, body
 
 
 def mutual_information(
@@ -308,6 +322,7 @@ def mutual_information(
     patience: int = 100,
     test_fraction: float = 0.5,
     telescope: int | Sequence[float] | None = None,
+    telescope_body: str | None = None,
     device: torch.device | str | None = None,
     rng: Any = None,
     progress: bool | None = None,
@@ -349,10 +364,12 @@ def mutual_information(
     logistic loss to separate waymark k from k + 1, both mixed from the same two pairs, so
     ``f_k ~ log p_k / p_(k+1)``, and ``log r = f_0 + ... + f_(K-1)`` is evaluated on the
     held-out joint pairs (``I = E_p[log r]``). Each ratio spans a fraction of the MI, so each
-    classifier still sees overlap where a single one saturates. The K critics have separate
-    networks (no shared body) and are trained together by one Adam on the sum of their
-    losses (which separates, so each critic's gradient is its own), with early stopping on
-    the summed held-out loss; a step costs K times a single pointwise critic's.
+    classifier still sees overlap where a single one saturates. By default the K critics are
+    one network whose hidden layers are shared by K output heads (``telescope_body="shared"``;
+    ``"separate"``: K networks of their own), trained together by one Adam on the sum of
+    their losses, with early stopping on the summed held-out loss; a step costs K times a
+    single pointwise critic's. The machinery is :mod:`ratiokit.telescope`, shared with
+    ``divergence(telescope=...)``.
 
     Parameters
     ----------
@@ -389,6 +406,11 @@ def mutual_information(
         ``a_k = k / K``. A sequence: the inner weights ``a_1 < ... < a_(K-1)`` in (0, 1) (to
         put waymarks where the ratio changes fastest, e.g. near the joint at high MI). Needs
         ``method="classifier"``.
+    telescope_body : {"separate", "shared"} or None, default=None
+        The telescope's critics: one network whose hidden layers are shared by K output
+        heads (the default, which measured at least as accurate:
+        ``benchmarks/results/mutual_information_bodies.md``; for ``critic="separable"``, one
+        ``g`` and one ``h`` with K slices), or K separate networks. Only with ``telescope``.
     device : None, str or torch.device, default=None
         Where to compute; default: where ``x`` is (the CPU for arrays).
     rng : None, int or numpy.random.Generator, default=None
@@ -403,8 +425,9 @@ def mutual_information(
         ``estimate`` (nats), ``standard_error`` (over the held-out blocks), ``bound``,
         ``method``, ``critic``, the block values, the training history and ``details``;
         with ``telescope``, ``details`` adds ``telescope`` (K), ``mixing_weights`` (the
-        K + 1 weights ``a_k``) and ``waymark_terms`` (K values: the held-out mean of each
-        ``f_k``, averaged over the blocks as the estimate is, so they sum to it).
+        K + 1 weights ``a_k``), ``telescope_body`` and ``waymark_terms`` (K values: the
+        held-out mean of each ``f_k``, averaged over the blocks as the estimate is, so they
+        sum to it).
 
     Raises
     ------
@@ -413,7 +436,8 @@ def mutual_information(
     ValueError
         If ``x`` or ``y`` is not a finite 2-D sample, their row counts differ, a setting is
         out of range (``telescope`` below 1 or its weights not increasing in (0, 1), or
-        given with another method than ``"classifier"``), or too few rows are left to train
+        given with another method than ``"classifier"``; ``telescope_body`` unknown or
+        given without ``telescope``), or too few rows are left to train
         or evaluate.
     NonFiniteLossError
         If the training loss becomes NaN or infinite (lower ``lr``).
@@ -460,8 +484,18 @@ def mutual_information(
         patience=patience,
     )
     progress = check_progress(progress)
-    x_t, y_t, widths, weights = _mutual_information_iv(
-        x, y, method, critic, clip, hidden, embedding_dim, test_fraction, telescope, device
+    x_t, y_t, widths, weights, body = _mutual_information_iv(
+        x,
+        y,
+        method,
+        critic,
+        clip,
+        hidden,
+        embedding_dim,
+        test_fraction,
+        telescope,
+        telescope_body,
+        device,
     )
     gen = check_rng(rng)
     n = x_t.shape[0]
@@ -484,12 +518,15 @@ def mutual_information(
             return _per_block(lambda s: _loss(method, s, clip), module, a, d_x, batch_size).mean()
 
     else:
-        net = _make_telescope(critic, x_t[train], y_t[train], weights, widths, embedding_dim, gen)
+        net = _make_telescope(
+            critic, body, x_t[train], y_t[train], weights, widths, embedding_dim, gen
+        )
 
         def loss(module: nn.Module, a: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
-            # One Adam over all K critics: the summed loss separates, so each critic's
-            # gradient is that of its own pair of waymarks.
-            return _telescope_loss(module, a[:, :d_x], a[:, d_x:], weights)
+            # One Adam over all K critics. Pair i's partner y_(i-1) (the rows rolled by one)
+            # is a draw of y's marginal independent of x_i; both waymarks of a pair mix the
+            # same two rows (Rhodes et al.).
+            return telescope_loss(module, waymarks(a, a.roll(1, dims=0), weights, keep=d_x))
 
     # Both samples are the training pairs: the loss reads only the first, whose minibatches
     # are drawn without replacement so that no pair recurs off the diagonal.
@@ -510,7 +547,7 @@ def mutual_information(
         if weights is None:
             values = _per_block(lambda s: _value(method, s, clip), net, xy[test], d_x, batch_size)
         else:
-            terms = _telescope_terms(net, xy[test], d_x, batch_size)
+            terms = _telescope_terms(net, xy[test], batch_size)
             values = terms.sum(dim=1)
     block_estimates = values.detach().cpu().numpy().astype(np.float64)
     n_bad = int((~np.isfinite(block_estimates)).sum())
@@ -531,6 +568,7 @@ def mutual_information(
         details["clip"] = clip
     if weights is not None:
         details["telescope"] = len(weights) - 1
+        details["telescope_body"] = body
         details["mixing_weights"] = np.asarray(weights)
         details["waymark_terms"] = terms.mean(dim=0).cpu().numpy().astype(np.float64)
     return MutualInformationResult(
