@@ -50,6 +50,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
     "relu": nn.ReLU,
     "silu": nn.SiLU,
+    "softplus": nn.Softplus,
     "tanh": nn.Tanh,
 }
 
@@ -122,7 +123,7 @@ def mlp_critic(
         Number of input features.
     hidden : sequence of int, default=(64, 64)
         Widths of the hidden layers (may be empty: a linear critic).
-    activation : {"elu", "gelu", "leaky_relu", "relu", "silu", "tanh"}, default="elu"
+    activation : {"elu", "gelu", "leaky_relu", "relu", "silu", "softplus", "tanh"}, default="elu"
         Hidden-layer nonlinearity. The smooth ones give smooth log-ratio estimates.
     spectral_norm : bool, default=False
         Wrap every linear layer in :func:`torch.nn.utils.parametrizations.spectral_norm`,

@@ -1458,6 +1458,31 @@ def test_deep_kernel_starting_values_are_applied():
     assert scales[0] == pytest.approx(median_distance(features), rel=1e-12)
 
 
+def test_deep_kernel_architecture_is_settable():
+    x, y = (torch.as_tensor(normal(30, 3, s)) for s in (75, 76))
+    method = DeepKernelMMD(hidden=(6, 5), n_features=4, activation="tanh")
+    phi = method.init_critic(x, y, rng=0).network_
+    # Linear(3, 6) -> tanh -> Linear(6, 5) -> tanh -> Linear(5, 4), checked layer by layer.
+    assert [type(layer) for layer in phi] == [
+        torch.nn.Linear,
+        torch.nn.Tanh,
+        torch.nn.Linear,
+        torch.nn.Tanh,
+        torch.nn.Linear,
+    ]
+    assert [(layer.in_features, layer.out_features) for layer in phi[::2]] == [
+        (3, 6),
+        (6, 5),
+        (5, 4),
+    ]
+    with torch.no_grad():
+        expected = torch.tanh(phi[2](torch.tanh(phi[0](x))))
+        np.testing.assert_array_equal(phi(x).numpy(), phi[4](expected).numpy())
+    # The default is Liu et al.'s softplus; no hidden layer gives linear features.
+    assert isinstance(DeepKernelMMD().init_critic(x, y, rng=0).network_[1], torch.nn.Softplus)
+    assert len(DeepKernelMMD(hidden=()).init_critic(x, y, rng=0).network_) == 1
+
+
 def test_deep_kernel_full_batch_is_every_point():
     x, y = (torch.as_tensor(normal(40, 2, s)) for s in (73, 74))
     settings = dict(hidden=(4,), n_features=2, max_steps=5)
@@ -1482,6 +1507,7 @@ def test_deep_kernel_full_batch_is_every_point():
         ({"epsilon": 1.0}, r"`epsilon` must be in \(0, 1\); got 1.0"),
         ({"epsilon": 0.0}, "`epsilon` must be a positive real number"),
         ({"batch_size": 1}, "`batch_size` must be an integer >= 2"),
+        ({"activation": "swish"}, "`activation` must be one of"),
     ],
 )
 def test_deep_kernel_start_errors(kwargs, match):

@@ -30,7 +30,7 @@ from ratiokit._permutation import (
 )
 from ratiokit._rng import check_rng, fork_torch_rng
 from ratiokit._validation import as_sample_pair, check_choice, check_int, check_positive
-from ratiokit.critics import canonical_order, train_critic
+from ratiokit.critics import ACTIVATIONS, canonical_order, check_network, train_critic
 from ratiokit.kernels import DEFAULT_TILE, Kernel, tile_sqdist
 from ratiokit.methods._base import Discrepancy
 from ratiokit.methods.mmd import MMD
@@ -583,11 +583,13 @@ def _start_value(start: float | str, z: torch.Tensor) -> float:
     return median / float(start.removeprefix("median").removeprefix("/") or 1.0)
 
 
-def _feature_network(dim: int, hidden: Sequence[int], n_features: int) -> nn.Sequential:
+def _feature_network(
+    dim: int, hidden: Sequence[int], n_features: int, activation: str
+) -> nn.Sequential:
     layers: list[nn.Module] = []
     width = dim
     for h in hidden:
-        layers += [nn.Linear(width, h), nn.Softplus()]
+        layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
         width = h
     layers.append(nn.Linear(width, n_features))
     return nn.Sequential(*layers)
@@ -615,9 +617,12 @@ class DeepKernelMMD(Discrepancy):
     Parameters
     ----------
     hidden : sequence of int, default=(50, 50)
-        Widths of the hidden layers of ``phi`` (softplus activations).
+        Widths of the hidden layers of ``phi`` (may be empty: linear features).
     n_features : int, default=20
         Output dimension of ``phi``.
+    activation : str, default="softplus"
+        Hidden-layer nonlinearity of ``phi``, a key of
+        :data:`ratiokit.critics.ACTIVATIONS` (Liu et al. use softplus).
     bandwidth : float or str, default="median/4"
         Starting ``h`` (inputs): a positive float, ``"median"`` (the median distance between
         points of the pooled training sample, at most 1000 of them) or ``"median/k"`` (that
@@ -687,6 +692,7 @@ class DeepKernelMMD(Discrepancy):
         hidden: Sequence[int] = (50, 50),
         n_features: int = 20,
         *,
+        activation: str = "softplus",
         bandwidth: float | str = "median/4",
         feature_bandwidth: float | str = "median",
         epsilon: float = _EPSILON_START,
@@ -697,7 +703,8 @@ class DeepKernelMMD(Discrepancy):
         tile_size: int = DEFAULT_TILE,
     ) -> None:
         super().__init__()
-        self.hidden = tuple(check_int(h, "hidden", minimum=1) for h in hidden)
+        self.hidden = check_network(hidden, activation)
+        self.activation = activation
         self.n_features = check_int(n_features, "n_features", minimum=1)
         self.bandwidth = _check_start(bandwidth, "bandwidth")
         self.feature_bandwidth = _check_start(feature_bandwidth, "feature_bandwidth")
@@ -787,7 +794,7 @@ class DeepKernelMMD(Discrepancy):
         x_p, x_q = as_sample_pair(x_p, x_q, min_samples=2, dtype=torch.float64)
         gen = check_rng(rng)
         with fork_torch_rng(gen, x_p.device):
-            net = _feature_network(x_p.shape[1], self.hidden, self.n_features)
+            net = _feature_network(x_p.shape[1], self.hidden, self.n_features, self.activation)
         self.network_ = net.to(device=x_p.device, dtype=torch.float64)
         with torch.no_grad():
             pooled = torch.cat([x_p, x_q])
@@ -864,6 +871,7 @@ class DeepKernelMMD(Discrepancy):
     def extra_repr(self) -> str:
         return (
             f"hidden={self.hidden!r}, n_features={self.n_features}, "
-            f"bandwidth={self.bandwidth!r}, feature_bandwidth={self.feature_bandwidth!r}, "
+            f"activation={self.activation!r}, bandwidth={self.bandwidth!r}, "
+            f"feature_bandwidth={self.feature_bandwidth!r}, "
             f"epsilon={self.epsilon!r}, max_steps={self.max_steps}, lr={self.lr!r}"
         )
