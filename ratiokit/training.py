@@ -68,7 +68,7 @@ from ratiokit.exceptions import NonFiniteLossError
 from ratiokit.methods import Discrepancy, get_method
 from ratiokit.results import TrainHistory
 
-__all__ = ["RNG_STREAMS", "TrainOutcome", "check_overwrite_flag", "train"]
+__all__ = ["RNG_STREAMS", "DataMap", "ExtraLoss", "TrainOutcome", "check_overwrite_flag", "train"]
 
 #: The run's independent streams, each seeded by one draw from ``rng``, in this order:
 #: torch's global RNG inside the run, data batches, model samples, closed-form refits,
@@ -89,6 +89,14 @@ _INSTEAD = {
 #: ``sample(n, generator)``: n model samples (n, d), differentiable in the model's
 #: parameters, with all randomness drawn from ``generator``.
 Sampler = Callable[[int, torch.Generator], torch.Tensor]
+
+#: ``data_map(x) -> rows``: the rows the critic sees for a batch ``x`` of data, e.g.
+#: ``[x, E(x)]`` with an encoder ``E`` of the model (differentiable in its parameters).
+DataMap = Callable[[torch.Tensor], torch.Tensor]
+
+#: ``extra_loss(n, generator) -> scalar``: a term added to the model's loss at each model
+#: step, on a batch of ``n`` it draws from ``generator`` (the model's stream).
+ExtraLoss = Callable[[int, torch.Generator], torch.Tensor]
 
 
 @dataclass(eq=False)
@@ -128,6 +136,8 @@ def _train_iv(
     resume: Any,
     overwrite: Any,
     callback: Any,
+    data_map: Any,
+    extra_loss: Any,
 ) -> tuple[Discrepancy, torch.Tensor, Path | None]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch.nn.Module; got {type(model).__name__}.")
@@ -153,6 +163,13 @@ def _train_iv(
     check_overwrite_flag(overwrite, checkpoint, resume)
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be None or callable; got {callback!r}.")
+    if data_map is not None and not callable(data_map):
+        raise TypeError(f"`data_map` must be None or callable as data_map(x); got {data_map!r}.")
+    if extra_loss is not None and not callable(extra_loss):
+        raise TypeError(
+            f"`extra_loss` must be None or callable as extra_loss(n, generator); got "
+            f"{extra_loss!r}."
+        )
     return method, x, None if checkpoint is None else Path(checkpoint)
 
 
@@ -246,6 +263,8 @@ def train(
     overwrite: bool = False,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     extra_state: Any = None,
+    data_map: DataMap | None = None,
+    extra_loss: ExtraLoss | None = None,
 ) -> TrainOutcome:
     """Train ``model`` to make its samples indistinguishable from ``data`` under ``method``.
 
@@ -292,6 +311,20 @@ def train(
     extra_state : object, default=None
         The caller's own state, with ``state_dict()`` (tensors and plain data) and
         ``load_state_dict(d)``: saved in each checkpoint and restored on a resume.
+    data_map : callable, default=None
+        ``data_map(x) -> Tensor (n, k)``: the rows the critic sees for a data batch ``x``
+        (the ``sample`` rows then have ``k`` columns too). A third player: for BiGAN/ALI,
+        ``[x, E(x)]`` with an encoder ``E`` whose parameters are in ``model``. The critic
+        steps see the rows without gradients; the model step differentiates both sides, and
+        its loss is the critic's loss with the roles of the two samples swapped (for the
+        classifier, the flipped labels of BiGAN), or ``method``'s minimax loss with
+        ``generator_loss="minimax"`` or a method without a trainable critic: the model
+        (generator and encoder) moves down what the critic moves up.
+    extra_loss : callable, default=None
+        ``extra_loss(n, generator) -> Tensor ()``: added to the model's loss at each model
+        step, with ``n = batch_size`` and the model's stream (so a resume is bit-identical),
+        e.g. InfoGAN's auxiliary cross-entropy (:class:`ratiokit.players.InfoGAN`). Its
+        trainable parameters must be in ``model``.
 
     Returns
     -------
@@ -327,8 +360,9 @@ def train(
     (3, 2, 500)
     """
     method, x_data, path = _train_iv(
-        model, sample, data, method, config, checkpoint, resume, overwrite, callback
-    )
+        model, sample, data, method, config, checkpoint, resume, overwrite, callback, data_map,
+        extra_loss,
+    )  # fmt: skip
     device = _device(model, config)
     model.to(device)
     gen = check_rng(rng)
@@ -336,7 +370,7 @@ def train(
     with fork_torch_rng(seeds[0], device), _DeferredInterrupt() as ctrl_c:
         return _run(
             model, sample, x_data, method, config, seeds, device, path, resume, overwrite,
-            callback, extra_state, ctrl_c,
+            callback, extra_state, _Hooks(data_map, extra_loss), ctrl_c,
         )  # fmt: skip
 
 
@@ -353,6 +387,7 @@ def _run(
     overwrite: bool,
     callback: Callable[[int, dict[str, float]], None] | None,
     extra_state: Any,
+    hooks: _Hooks,
     ctrl_c: _DeferredInterrupt,
 ) -> TrainOutcome:
     data_gen = torch.Generator(device=device).manual_seed(seeds[1])
@@ -361,11 +396,10 @@ def _run(
     b = config.batch_size
     with torch.no_grad():
         probe = sample(b, model_gen)
-    if not isinstance(probe, torch.Tensor) or probe.shape != (b, x_data.shape[1]):
+    if not isinstance(probe, torch.Tensor) or probe.ndim != 2 or probe.shape[0] != b:
         shape = tuple(probe.shape) if isinstance(probe, torch.Tensor) else type(probe).__name__
         raise ValueError(
-            f"`sample` must return a tensor of shape (n, n_features) = ({b}, "
-            f"{x_data.shape[1]}) for n = {b}; got {shape}."
+            f"`sample` must return a tensor of shape (n, n_features) for n = {b}; got {shape}."
         )
     x_data = x_data.to(device=probe.device, dtype=probe.dtype)
     n_data, data_device = x_data.shape[0], x_data.device
@@ -373,7 +407,14 @@ def _run(
     def data_batch() -> torch.Tensor:
         return x_data[torch.randint(n_data, (b,), generator=data_gen, device=data_device)]
 
-    method.init_critic(data_batch(), probe, rng=seeds[4])
+    first = hooks.critic_rows(data_batch())
+    if probe.shape != first.shape:
+        what = "`data_map`'s rows" if hooks.data_map is not None else "the data"
+        raise ValueError(
+            f"`sample` must return a tensor of shape (n, n_features) = ({b}, {first.shape[1]}) "
+            f"for n = {b}, as {what}; got {tuple(probe.shape)}."
+        )
+    method.init_critic(first, probe, rng=seeds[4])
     if config.spectral_norm:
         spectral_normalise(method, seeds[5], device)
     critic_params = [p for p in method.parameters() if p.requires_grad]
@@ -436,7 +477,7 @@ def _run(
             if critic_params:
                 total = 0.0
                 for _ in range(config.critic_steps):
-                    x_p = data_batch()
+                    x_p = hooks.critic_rows(data_batch())
                     with torch.no_grad():
                         x_q = sample(b, model_gen)
                     try:
@@ -448,7 +489,7 @@ def _run(
                         loss = loss + 0.5 * penalty * r1_penalty(method, x_p)
                     total += finite_step(state.critic_opt, loss, critic_params, "critic", step)
                 critic_value = total / config.critic_steps
-            x_p, x_q = data_batch(), sample(b, model_gen)
+            x_p, x_q = hooks.model_rows(data_batch()), sample(b, model_gen)
             if not x_q.requires_grad:
                 raise ValueError(
                     "`sample` must return samples differentiable in the model's parameters; "
@@ -456,11 +497,13 @@ def _run(
                 )
             try:
                 if method.refit_per_batch:
-                    method.fit_critic(x_p, x_q.detach(), rng=refit_rng)
-                loss = method.generator_loss(x_p, x_q, saturating=saturating)
+                    method.fit_critic(x_p.detach(), x_q.detach(), rng=refit_rng)
+                loss = hooks.model_loss(method, x_p, x_q, saturating, bool(critic_params))
             except (ValueError, RuntimeError) as err:
                 _check_samples(x_q, step, err)
                 raise
+            if hooks.extra_loss is not None:
+                loss = loss + hooks.extra_loss(b, model_gen)
             model_value = finite_step(state.model_opt, loss, model_params, "model", step)
             if state.ema_model is not None:
                 state.ema_count = ema_update(state.ema_model, model, config.ema, state.ema_count)
@@ -488,6 +531,51 @@ def _run(
         method.eval()
     save()  # at a step boundary: every other way out of the loop has raised
     return _outcome(state, interrupted=interrupted)
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    """The players and losses a configuration adds to the loop (see :func:`train`)."""
+
+    data_map: DataMap | None
+    extra_loss: ExtraLoss | None
+
+    def critic_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The rows the critic steps see for the data batch ``x``, without gradients."""
+        if self.data_map is None:
+            return x
+        with torch.no_grad():
+            return self.data_map(x)
+
+    def model_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The data side of the model step, differentiable in a data-side player."""
+        if self.data_map is None:
+            return x
+        rows = self.data_map(x)
+        if not rows.requires_grad:
+            raise ValueError(
+                "`data_map` must return rows differentiable in the model's parameters (its "
+                "player's parameters belong in `model`); got a tensor that does not require "
+                "grad."
+            )
+        return rows
+
+    def model_loss(
+        self,
+        method: Discrepancy,
+        x_p: torch.Tensor,
+        x_q: torch.Tensor,
+        saturating: bool,
+        trained_critic: bool,
+    ) -> torch.Tensor:
+        """The model's loss: ``method.generator_loss``; with a data-side player, the critic's
+        loss with the two samples swapped (non-saturating, for a trained critic) or the
+        minimax loss ``forward(x_p, x_q)``."""
+        if self.data_map is None:
+            return method.generator_loss(x_p, x_q, saturating=saturating)
+        if saturating or not trained_critic:
+            return method.generator_loss(x_p, x_q, saturating=True)
+        return method.critic_loss(x_q, x_p)
 
 
 def _check_samples(x_q: torch.Tensor, step: int, err: Exception) -> None:

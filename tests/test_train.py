@@ -26,6 +26,7 @@ from ratiokit.config import TrainConfig
 from ratiokit.critics import make_critic
 from ratiokit.exceptions import NonFiniteLossError
 from ratiokit.methods import METHODS, Classifier, DeepKernelMMD, FDivergence, get_method
+from ratiokit.players import BiGAN
 from ratiokit.results import TrainHistory
 from ratiokit.simulators import GaussianLocationScale
 from ratiokit.training import RNG_STREAMS, TrainOutcome, train
@@ -740,3 +741,117 @@ def test_the_alternating_history_has_no_held_out_checks():
     hist = out.history
     assert hist.val_step.size == 0 and hist.val_loss.size == 0
     assert hist.best_step == 3 and not hist.stopped_early
+
+
+# ---------------------------------------------------------------------------- hooks: players
+
+
+def bigan_players(seed=0):
+    """A BiGAN of linear maps on float64: G(z) = A z + a, E(x) = B x + b, z in R^2."""
+    with fork_torch_rng(seed):
+        generator, encoder = (nn.Linear(2, 2, dtype=torch.float64) for _ in range(2))
+    return BiGAN(generator, encoder, latent_dim=2)
+
+
+def cycle_loss(bigan):
+    """An extra loss: 0.1 E|E(G(z)) - z|^2 on a batch of z the loop's model stream draws."""
+
+    def loss(n, g):
+        z = torch.randn(n, 2, generator=g, dtype=torch.float64)
+        return 0.1 * (bigan.encoder(bigan.generator(z)) - z).square().sum(dim=1).mean()
+
+    return loss
+
+
+@pytest.mark.parametrize("loss", ["non-saturating", "minimax"])
+def test_a_bigan_with_an_extra_loss_equals_a_hand_written_loop(loss):
+    # Reference: BiGAN (Donahue et al. 2017) written out with plain PyTorch on the loop's
+    # documented streams: k = 2 discriminator steps on the balanced logistic loss between
+    # rows [x, E(x)] (data) and [G(z), z] (model); then one step of generator and encoder
+    # together on the flipped-label loss -(E_p log sigmoid(-T) + E_q log sigmoid T) / 2
+    # (non-saturating) or the minimax (E_p log sigmoid T + E_q log sigmoid(-T)) / 2, plus
+    # the extra loss on a batch drawn after the model's samples.
+    config = quick(max_steps=5, critic_steps=2, generator_loss=loss, lr=0.01, critic_lr=0.02)
+    data, b = data_2d(), config.batch_size
+    bigan = bigan_players()
+    ref = copy.deepcopy(bigan)
+    out = train(bigan, bigan.sampler(), data, Classifier(hidden=(8,)), config, rng=3,
+                data_map=bigan.data_map, extra_loss=cycle_loss(bigan))  # fmt: skip
+
+    gen = check_rng(3)
+    seeds = {name: torch_seed(gen) for name in RNG_STREAMS}
+    data_gen = torch.Generator().manual_seed(seeds["data"])
+    model_gen = torch.Generator().manual_seed(seeds["model"])
+    sample, extra = ref.sampler(), cycle_loss(ref)
+
+    def batch():
+        return data[torch.randint(data.shape[0], (b,), generator=data_gen)]
+
+    with torch.no_grad():
+        probe = sample(b, model_gen)
+        first = ref.data_map(batch())
+    critic = make_critic(None, first, probe, hidden=(8,), activation="elu",
+                         spectral_norm=False, rng=check_rng(seeds["init"]))  # fmt: skip
+    opt_d = torch.optim.Adam(critic.parameters(), lr=0.02, betas=(0.5, 0.999), foreach=False)
+    opt_g = torch.optim.Adam(ref.parameters(), lr=0.01, betas=(0.5, 0.999), foreach=False)
+    for _ in range(5):
+        for _ in range(2):
+            with torch.no_grad():
+                x_p, x_q = ref.data_map(batch()), sample(b, model_gen)
+            d_loss = -0.5 * (F.logsigmoid(critic(x_p)).mean() + F.logsigmoid(-critic(x_q)).mean())
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+        t_p, t_q = critic(ref.data_map(batch())), critic(sample(b, model_gen))
+        sign = -1.0 if loss == "non-saturating" else 1.0
+        g_loss = 0.5 * sign * (F.logsigmoid(sign * t_p).mean() + F.logsigmoid(-sign * t_q).mean())
+        g_loss = g_loss + extra(b, model_gen)
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+    # float64 rounding only (the loop adds log 2 and orders Adam's sums differently).
+    for a, r in zip(params(bigan), params(ref), strict=True):
+        torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-12)
+    for a, r in zip(params(out.method.critics_[0]), params(critic), strict=True):
+        torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-12)
+    # The encoder moved: the data side of the model step reaches its parameters.
+    assert not same(params(bigan.encoder), params(bigan_players().encoder))
+
+
+def test_a_hooked_run_resumes_bit_identically(tmp_path):
+    path = tmp_path / "bigan.pt"
+
+    def go(steps, **kw):
+        bigan = bigan_players()
+        config = quick(max_steps=steps, checkpoint_every=2, ema=0.9, critic_steps=2)
+        out = train(bigan, bigan.sampler(), data_2d(), "wasserstein", config, rng=1,
+                    data_map=bigan.data_map, extra_loss=cycle_loss(bigan), **kw)  # fmt: skip
+        return bigan, out
+
+    straight_model, straight = go(6)
+    go(3, checkpoint=path)
+    model, out = go(6, checkpoint=path, resume=True)
+    assert same(params(model), params(straight_model))
+    assert same(params(out.ema_model), params(straight.ema_model))
+    assert same(params(out.method), params(straight.method))
+    np.testing.assert_array_equal(out.history.model_loss, straight.history.model_loss)
+
+
+def test_bad_hooks():
+    bigan = bigan_players()
+    ok = {"data_map": bigan.data_map, "extra_loss": cycle_loss(bigan)}
+    cases = [
+        ({"data_map": 3}, TypeError, "`data_map` must be None or callable as data_map"),
+        ({"extra_loss": "ce"}, TypeError, "`extra_loss` must be None or callable"),
+        ({"data_map": None}, ValueError,
+         r"`sample` must return a tensor of shape \(n, n_features\) = \(32, 2\) for n = 32, "
+         r"as the data; got \(32, 4\)"),
+        ({"data_map": lambda x: torch.cat([x, x, x], dim=1)}, ValueError,
+         r"= \(32, 6\) for n = 32, as `data_map`'s rows; got \(32, 4\)"),
+        ({"data_map": lambda x: torch.cat([x, x], dim=1)}, ValueError,
+         "`data_map` must return rows differentiable in the model's parameters"),
+    ]  # fmt: skip
+    for change, error, message in cases:
+        with pytest.raises(error, match=message):
+            train(bigan, bigan.sampler(), data_2d(), "classifier", quick(), rng=0,
+                  **{**ok, **change})  # fmt: skip
