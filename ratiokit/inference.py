@@ -177,7 +177,7 @@ def as_rows(value: Any, name: str, d: int) -> np.ndarray:
     return arr
 
 
-def as_observations(x: Any, d_x: int, iid: bool) -> np.ndarray:
+def as_observations(x: Any, d_x: int, iid: bool, name: str = "x") -> np.ndarray:
     """Observations as a finite float64 array of shape (n_obs, n_trials, d_x).
 
     Without ``iid``, ``x`` is one observation (d_x,) or (1, d_x), or n_obs rows (n_obs, d_x),
@@ -187,21 +187,21 @@ def as_observations(x: Any, d_x: int, iid: bool) -> np.ndarray:
     if not isinstance(iid, bool):
         raise TypeError(f"`iid` must be True or False; got {iid!r}.")
     if not iid:
-        return as_rows(x, "x", d_x)[:, None, :]
+        return as_rows(x, name, d_x)[:, None, :]
     arr = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
     if arr.ndim == 3:
         if arr.shape[2] != d_x or 0 in arr.shape:
             raise ValueError(
-                f"`x` with iid=True must have shape (n_trials, {d_x}) or "
+                f"`{name}` with iid=True must have shape (n_trials, {d_x}) or "
                 f"(n_obs, n_trials, {d_x}); got shape {arr.shape}."
             )
-        return as_rows(arr.reshape(-1, d_x), "x", d_x).reshape(arr.shape)
+        return as_rows(arr.reshape(-1, d_x), name, d_x).reshape(arr.shape)
     if arr.ndim == 2 and arr.shape[1] != d_x:
         raise ValueError(
-            f"`x` with iid=True must have shape (n_trials, {d_x}) or "
+            f"`{name}` with iid=True must have shape (n_trials, {d_x}) or "
             f"(n_obs, n_trials, {d_x}); got shape {arr.shape}."
         )
-    return as_rows(x, "x", d_x)[None]
+    return as_rows(x, name, d_x)[None]
 
 
 def truncated_sample(
@@ -732,6 +732,8 @@ class Posterior:
             If a setting is out of range, ``x`` does not have ``x_dim`` features, or
             rejection sampling accepts fewer than n draws in ``1000 n_proposals`` proposals,
             or ``n_chains`` or ``warmup`` is given for a method other than ``"slice"``.
+        TypeError
+            If ``iid`` is not a bool.
 
         Examples
         --------
@@ -1175,7 +1177,8 @@ def infer(
         with the posterior, its architecture is passed again to :meth:`Posterior.load`.
     rounds : int, default=1
         Rounds of simulation and training; above 1, later rounds simulate from the prior
-        truncated to where the posterior at ``x_obs`` has its mass.
+        truncated to where the posterior at ``x_obs`` has its mass. The returned
+        posterior's ``history`` is the last round's training.
     x_obs : array-like of shape (x_dim,), default=None
         The observation the rounds focus on (required exactly when ``rounds > 1``); with
         ``iid=True`` its trials, (n_trials, x_dim).
@@ -1289,6 +1292,12 @@ def infer(
         else:
             theta = truncated_sample(wrapped, *truncation, size, gen)
         x = simulate(simulator, theta, vectorized, gen)
+        if rounds > 1 and not simulations:  # x_dim is known now: check x_obs before training
+            trials = as_observations(x_obs, x.shape[1], iid, "x_obs")
+            if trials.shape[0] != 1:
+                raise ValueError(
+                    f"`x_obs` must be one observation; got {trials.shape[0]} of them."
+                )
         simulations.append(np.concatenate([theta, x], axis=1))
         pairs = as_sample(np.concatenate(simulations), "simulations")
         critic = make_critic(
@@ -1320,7 +1329,7 @@ def infer(
             truncation=truncation,
         )
         if len(simulations) < rounds:
-            truncation = _highest_density_box(post, post._one(x_obs, iid), gen)
+            truncation = _highest_density_box(post, trials[0], gen)
     return post
 
 

@@ -776,8 +776,13 @@ def test_rounds_errors_name_the_argument() -> None:
         small(x_obs=[0.0])
     with pytest.raises(ValueError, match="`rounds` must be an integer >= 1"):
         small(rounds=0)
-    with pytest.raises(ValueError, match="`x` must be one observation"):
+    with pytest.raises(ValueError, match="`x_obs` must be one observation; got 2"):
         small(rounds=2, x_obs=[[0.0], [1.0]])
+    with pytest.raises(ValueError, match=r"`x_obs` with iid=True must have shape"):
+        small(rounds=2, x_obs=np.zeros((3, 2)), iid=True)
+    # An observation of trials focuses the rounds too: a box around it.
+    focused = small(rounds=2, x_obs=np.zeros((3, 1)), iid=True)
+    assert focused.truncation[0][0] < 0.0 < focused.truncation[1][0]
     with pytest.raises(ValueError, match="`truncation` must be two arrays"):
         rk.Posterior(
             zero_critic(2), normal_prior(), x_dim=1, settings=SETTINGS, truncation=([1.0], [0.0])
