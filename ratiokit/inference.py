@@ -13,6 +13,7 @@ the lazily imported ``rk.infer``.)
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,14 @@ from ratiokit._progress import check_progress, progress_bar
 from ratiokit._rng import check_rng
 from ratiokit._simulation import check_output
 from ratiokit._validation import as_sample, check_choice, check_int, check_positive
-from ratiokit.critics import check_network, check_training, make_critic, train_critic
+from ratiokit.critics import (
+    Standardize,
+    check_network,
+    check_training,
+    make_critic,
+    mlp_critic,
+    train_critic,
+)
 from ratiokit.priors import Prior
 from ratiokit.results import TrainHistory
 
@@ -57,6 +65,12 @@ MAX_STEP_OUT = 10
 #: Rows of ``[theta, x]`` per critic pass when :meth:`Posterior.sample` serves many
 #: observations (proposals times observations, in chunks of whole observations).
 CHUNK_ROWS = 2**18
+#: Sequential rounds: the posterior mass at ``x_obs`` left outside the truncation box, and
+#: the proposals (from the current truncated prior) that locate the box.
+TRUNCATION_MASS = 1e-4
+TRUNCATION_PROPOSALS = 20_000
+#: Truncated prior draws: at most this many batches of rejection from the prior.
+MAX_TRUNCATION_BATCHES = 1000
 #: What :meth:`Posterior.save` records, beside the checkpoint format's own tag.
 _CONTENTS = "ratiokit.Posterior"
 
@@ -161,6 +175,108 @@ def as_rows(value: Any, name: str, d: int) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"`{name}` must hold finite values.")
     return arr
+
+
+def as_observations(x: Any, d_x: int, iid: bool, name: str = "x") -> np.ndarray:
+    """Observations as a finite float64 array of shape (n_obs, n_trials, d_x).
+
+    Without ``iid``, ``x`` is one observation (d_x,) or (1, d_x), or n_obs rows (n_obs, d_x),
+    each one trial. With ``iid=True``, ``x`` is one observation made of i.i.d. trials,
+    (n_trials, d_x), or n_obs of them, (n_obs, n_trials, d_x).
+    """
+    if not isinstance(iid, bool):
+        raise TypeError(f"`iid` must be True or False; got {iid!r}.")
+    if not iid:
+        return as_rows(x, name, d_x)[:, None, :]
+    arr = np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x)
+    if arr.ndim == 3:
+        if arr.shape[2] != d_x or 0 in arr.shape:
+            raise ValueError(
+                f"`{name}` with iid=True must have shape (n_trials, {d_x}) or "
+                f"(n_obs, n_trials, {d_x}); got shape {arr.shape}."
+            )
+        return as_rows(arr.reshape(-1, d_x), name, d_x).reshape(arr.shape)
+    if arr.ndim == 2 and arr.shape[1] != d_x:
+        raise ValueError(
+            f"`{name}` with iid=True must have shape (n_trials, {d_x}) or "
+            f"(n_obs, n_trials, {d_x}); got shape {arr.shape}."
+        )
+    return as_rows(x, name, d_x)[None]
+
+
+def truncated_sample(
+    prior: Prior, low: np.ndarray, high: np.ndarray, n: int, gen: np.random.Generator
+) -> np.ndarray:
+    """``n`` draws of ``prior`` restricted to the box ``[low, high]``, by rejection.
+
+    Batches of n prior draws until n lie in the box; ValueError after
+    :data:`MAX_TRUNCATION_BATCHES` batches (the box then holds almost no prior mass).
+    """
+    kept: list[np.ndarray] = []
+    n_kept = 0
+    for _ in range(MAX_TRUNCATION_BATCHES):
+        theta = prior.sample(n, gen)
+        inside = theta[((theta >= low) & (theta <= high)).all(axis=1)]
+        kept.append(inside)
+        n_kept += inside.shape[0]
+        if n_kept >= n:
+            return np.concatenate(kept)[:n]
+    raise ValueError(
+        f"`truncation` holds too little prior mass: {n_kept} of "
+        f"{MAX_TRUNCATION_BATCHES * n} prior draws fell in it."
+    )
+
+
+class _EmbeddingCritic(nn.Module):
+    """``f([theta, x]) = head([s(theta), e(s(x))])``: a critic that sees x through an embedding.
+
+    ``s`` standardises every feature (as :func:`ratiokit.critics.make_critic` does), ``e`` is
+    the user's embedding network (summary statistics of x) and ``head`` an MLP on the
+    standardised theta and the summaries; all trained together.
+    """
+
+    def __init__(
+        self, standardize: nn.Module, embedding: nn.Module, head: nn.Module, theta_dim: int
+    ) -> None:
+        super().__init__()
+        self.standardize = standardize
+        self.embedding = embedding
+        self.head = head
+        self.theta_dim = theta_dim
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """``log r`` of rows ``[theta, x]`` (m, theta_dim + x_dim), shape (m,)."""
+        z = self.standardize(rows)
+        summaries = self.embedding(z[:, self.theta_dim :])
+        return self.head(torch.cat([z[:, : self.theta_dim], summaries], dim=1))
+
+
+def embedding_critic(
+    embedding: Any, loc: torch.Tensor, scale: torch.Tensor, theta_dim: int, hidden: Any, rng: Any
+) -> nn.Module:
+    """The critic of :func:`infer` with an ``embedding`` of x: a float64 copy of it (the
+    user's module is left as it is) between a standardising layer and an MLP head."""
+    if not isinstance(embedding, nn.Module):
+        raise TypeError(
+            f"`embedding` must be a torch.nn.Module or None; got {type(embedding).__name__}."
+        )
+    embedding = copy.deepcopy(embedding).to(dtype=torch.float64, device="cpu")
+    probe = torch.zeros(2, loc.shape[0] - theta_dim, dtype=torch.float64)
+    try:
+        with torch.no_grad():
+            d_out = embedding(probe).shape
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"`embedding` must map x of shape (m, {probe.shape[1]}) to (m, d_summary); it "
+            f"raised {err!r}."
+        ) from err
+    if len(d_out) != 2 or d_out[0] != 2 or d_out[1] < 1:
+        raise ValueError(
+            f"`embedding` must map x of shape (m, {probe.shape[1]}) to (m, d_summary); got "
+            f"shape {tuple(d_out)} for m = 2."
+        )
+    head = mlp_critic(theta_dim + d_out[1], hidden, rng=rng)
+    return _EmbeddingCritic(Standardize(loc, scale), embedding, head, theta_dim)
 
 
 def _resample(
@@ -395,6 +511,10 @@ class Posterior:
         How the critic was trained; :meth:`save` records it and :meth:`load` rebuilds the
         critic from its ``"hidden"`` widths.
     history : TrainHistory, default=None
+    truncation : tuple of two array-likes of shape (theta_dim,), default=None
+        A box ``(low, high)`` the posterior is restricted to (sequential rounds of
+        :func:`infer`): ``p(theta | x) = r(theta, x) p(theta)`` for theta in the box, 0
+        outside, and proposals are prior draws in the box.
 
     Attributes
     ----------
@@ -407,6 +527,8 @@ class Posterior:
         How it was trained (loss, gamma, num_contrastive, hidden, n_simulations).
     history : TrainHistory or None
         The training history (None after :meth:`load`).
+    truncation : tuple of two ndarrays of shape (theta_dim,), or None
+        The box ``(low, high)``, or None for the whole prior.
     """
 
     def __init__(
@@ -417,6 +539,7 @@ class Posterior:
         x_dim: int,
         settings: dict[str, Any],
         history: TrainHistory | None = None,
+        truncation: tuple[Any, Any] | None = None,
     ) -> None:
         self._prior = Prior(prior)
         self.critic = critic
@@ -425,6 +548,16 @@ class Posterior:
         self.x_dim = x_dim
         self.settings = dict(settings)
         self.history = history
+        if truncation is not None:
+            low = np.asarray(truncation[0], dtype=np.float64)
+            high = np.asarray(truncation[1], dtype=np.float64)
+            if low.shape != (self.theta_dim,) or high.shape != low.shape or not (low < high).all():
+                raise ValueError(
+                    f"`truncation` must be two arrays (low, high) of shape ({self.theta_dim},) "
+                    f"with low < high; got {truncation!r}."
+                )
+            truncation = (low, high)
+        self.truncation = truncation
 
     def __repr__(self) -> str:
         return (
@@ -437,8 +570,37 @@ class Posterior:
             rows = torch.as_tensor(np.concatenate([theta, x], axis=1))
             return self.critic(rows).double().numpy()
 
-    def log_ratio(self, theta: Any, x: Any) -> np.ndarray:
+    def _log_r(self, theta: np.ndarray, trials: np.ndarray) -> np.ndarray:
+        """``sum_i log r(theta, x_i)`` over the trials (n_trials, x_dim) of one observation,
+        for each row of ``theta``; one critic pass per trial."""
+        total = self._log_ratio(theta, np.broadcast_to(trials[0], (theta.shape[0], self.x_dim)))
+        for trial in trials[1:]:
+            total = total + self._log_ratio(
+                theta, np.broadcast_to(trial, (theta.shape[0], self.x_dim))
+            )
+        return total
+
+    def _propose(self, m: int, gen: np.random.Generator) -> np.ndarray:
+        """``m`` draws of the prior, restricted to :attr:`truncation` when there is one."""
+        if self.truncation is None:
+            return self._prior.sample(m, gen)
+        return truncated_sample(self._prior, *self.truncation, m, gen)
+
+    def _log_prior(self, theta: np.ndarray) -> np.ndarray:
+        """The prior's log density, ``-inf`` outside :attr:`truncation` (not renormalised)."""
+        log_p = self._prior.log_prob(theta)
+        if self.truncation is None:
+            return log_p
+        low, high = self.truncation
+        return np.where(((theta >= low) & (theta <= high)).all(axis=1), log_p, -np.inf)
+
+    def log_ratio(self, theta: Any, x: Any, *, iid: bool = False) -> np.ndarray:
         """The estimated ``log r(theta, x) = log p(x | theta) - log p(x)`` of each row.
+
+        With ``iid=True``, ``x`` is one observation made of i.i.d. trials and the log-ratio
+        sums over them: ``log r(theta, x_1..n) = sum_i log r(theta, x_i)``, the ratio
+        ``p(x_1..n | theta) / prod_i p(x_i)`` (so that ``p(theta | x_1..n)`` is proportional
+        to ``p(theta) prod_i r(theta, x_i)``).
 
         After ``loss="nre-b"`` the estimate is ``log r`` plus an unknown function of ``x``
         alone (that loss does not identify it); the posterior is unaffected.
@@ -446,8 +608,12 @@ class Posterior:
         Parameters
         ----------
         theta : array-like of shape (m, theta_dim) or (theta_dim,)
-        x : array-like of shape (m, x_dim) or (x_dim,)
-            One row is paired with every row of the other argument.
+        x : array-like of shape (m, x_dim) or (x_dim,), or (n_trials, x_dim) with iid=True
+            One row is paired with every row of the other argument; with ``iid=True`` the
+            trials of one observation are paired with every row of ``theta``.
+        iid : bool, default=False
+            Whether ``x`` is one observation of i.i.d. trials (rows) rather than rows of
+            observations.
 
         Returns
         -------
@@ -457,18 +623,41 @@ class Posterior:
         ------
         ValueError
             If a shape does not fit or a value is not finite.
+        TypeError
+            If ``iid`` is not a bool.
         """
+        if not isinstance(iid, bool):
+            raise TypeError(f"`iid` must be True or False; got {iid!r}.")
+        if iid:
+            return self._log_r(as_rows(theta, "theta", self.theta_dim), self._one(x, True))
         return self._log_ratio(*_as_batch(theta, x, self.theta_dim, self.x_dim))
 
-    def log_prob(self, theta: Any, x: Any) -> np.ndarray:
+    def log_prob(self, theta: Any, x: Any, *, iid: bool = False) -> np.ndarray:
         """The *unnormalised* log posterior ``log r(theta, x) + log p(theta)`` of each row.
 
         It differs from ``log p(theta | x)`` by the log of the critic's normalising constant
         ``log E_p(theta)[r(theta, x)]``, which is 0 for an exact ratio; ``-inf`` outside the
-        prior's support. Arguments as :meth:`log_ratio`.
+        prior's support and outside :attr:`truncation`. Arguments as :meth:`log_ratio`
+        (with ``iid=True`` the ratios of the trials multiply).
         """
+        if not isinstance(iid, bool):
+            raise TypeError(f"`iid` must be True or False; got {iid!r}.")
+        if iid:
+            theta = as_rows(theta, "theta", self.theta_dim)
+            return self._log_r(theta, self._one(x, True)) + self._log_prior(theta)
         theta, x = _as_batch(theta, x, self.theta_dim, self.x_dim)
-        return self._log_ratio(theta, x) + self._prior.log_prob(theta)
+        return self._log_ratio(theta, x) + self._log_prior(theta)
+
+    def _one(self, x: Any, iid: bool) -> np.ndarray:
+        """One observation as its trials (n_trials, x_dim); ValueError naming ``x`` if
+        ``x`` holds several observations."""
+        obs = as_observations(x, self.x_dim, iid)
+        if obs.shape[0] != 1:
+            shape = f"(n_trials, {self.x_dim})" if iid else f"({self.x_dim},)"
+            raise ValueError(
+                f"`x` must be one observation of shape {shape}; got {obs.shape[0]} of them."
+            )
+        return obs[0]
 
     def sample(
         self,
@@ -479,6 +668,7 @@ class Posterior:
         n_proposals: int | None = None,
         n_chains: int | None = None,
         warmup: int | None = None,
+        iid: bool = False,
         rng: Any = None,
         progress: bool | None = None,
     ) -> PosteriorSamples:
@@ -503,14 +693,17 @@ class Posterior:
         ``sample(n, x=x[i], rng=child_i)`` (up to the critic's floating-point reductions
         over a larger batch). SIR evaluates the critic once on the proposals of many
         observations together (:data:`CHUNK_ROWS` rows a pass); rejection and slice
-        sampling run observation by observation.
+        sampling run observation by observation, and so does SIR for observations of
+        several i.i.d. trials (``iid=True``), whose weights are ``prod_i r(theta, x_i)``.
+        Proposals are prior draws, in :attr:`truncation` when there is one.
 
         Parameters
         ----------
         n : int
             Number of draws per observation.
         x : array-like of shape (x_dim,) or (n_obs, x_dim)
-            One observation (also as one row), or ``n_obs`` > 1 of them.
+            One observation (also as one row), or ``n_obs`` > 1 of them. With ``iid=True``:
+            one observation of i.i.d. trials, (n_trials, x_dim), or (n_obs, n_trials, x_dim).
         method : {"sir", "rejection", "slice"}, default="sir"
         n_proposals : int, default=None
             Prior draws for SIR's weights, the rejection bound or the slice chains' starts,
@@ -520,6 +713,9 @@ class Posterior:
             (at least 20 kept sweeps per chain when n allows).
         warmup : int, default=None
             Slice sampling's discarded sweeps (only for ``"slice"``); default 20.
+        iid : bool, default=False
+            Whether each observation is a set of i.i.d. trials (its rows); told explicitly,
+            as a 2-D ``x`` is otherwise rows of observations.
         rng : None, int or numpy.random.Generator, default=None
         progress : bool or None, default=None
             A progress bar over the observations (for more than one).
@@ -536,6 +732,8 @@ class Posterior:
             If a setting is out of range, ``x`` does not have ``x_dim`` features, or
             rejection sampling accepts fewer than n draws in ``1000 n_proposals`` proposals,
             or ``n_chains`` or ``warmup`` is given for a method other than ``"slice"``.
+        TypeError
+            If ``iid`` is not a bool.
 
         Examples
         --------
@@ -565,12 +763,12 @@ class Posterior:
             if n_proposals is None
             else check_int(n_proposals, "n_proposals", minimum=1)
         )
-        x = as_rows(x, "x", self.x_dim)
+        x = as_observations(x, self.x_dim, iid)
         progress = check_progress(progress)
         gen = check_rng(rng)
         slice_settings = (chains, warmup)
         if x.shape[0] == 1:
-            return self._sample_one(n, x, method, m, gen, slice_settings)
+            return self._sample_one(n, x[0], method, m, gen, slice_settings)
         return self._sample_many(n, x, method, m, gen, progress, slice_settings)
 
     def _sample_one(
@@ -582,9 +780,9 @@ class Posterior:
         gen: np.random.Generator,
         slice_settings: tuple[int, int],
     ) -> PosteriorSamples:
-        """:meth:`sample` at one observation ``x`` of shape (1, x_dim)."""
-        proposals = self._prior.sample(m, gen)
-        log_r = self.log_ratio(proposals, x)
+        """:meth:`sample` at one observation ``x``, its trials (n_trials, x_dim)."""
+        proposals = self._propose(m, gen)
+        log_r = self._log_r(proposals, x)
         if method == "sir":
             theta, ess = _resample(proposals, log_r, n, gen)
             return PosteriorSamples(theta=theta, method="sir", n_proposals=m, ess=ess)
@@ -595,8 +793,7 @@ class Posterior:
             width = np.where(spread > 0, spread, proposals.std(axis=0))
 
             def log_prob(theta: np.ndarray) -> np.ndarray:
-                rows = np.broadcast_to(x, (theta.shape[0], self.x_dim))
-                return self._log_ratio(theta, rows) + self._prior.log_prob(theta)
+                return self._log_r(theta, x) + self._log_prior(theta)
 
             sweeps = math.ceil(n / n_chains)
             states, n_evaluations = slice_sample(log_prob, init, warmup + sweeps, width, rng=gen)
@@ -616,8 +813,8 @@ class Posterior:
                     f"rejection sampling accepted {n_accepted} of {n_drawn} proposals, fewer "
                     f"than `n`={n}; use method='sir' or more `n_proposals`."
                 )
-            theta = self._prior.sample(m, gen)
-            log_r = self.log_ratio(theta, x)
+            theta = self._propose(m, gen)
+            log_r = self._log_r(theta, x)
             n_above += int((log_r > log_bound).sum())
             keep = np.log(gen.uniform(size=m)) < log_r - log_bound
             accepted.append(theta[keep])
@@ -642,23 +839,23 @@ class Posterior:
         progress: bool | None,
         slice_settings: tuple[int, int],
     ) -> PosteriorSamples:
-        """:meth:`sample` at each row of ``x`` (n_obs > 1), observation i from child i."""
+        """:meth:`sample` at each observation of ``x`` (n_obs > 1, n_trials, x_dim),
+        observation i from child i."""
         n_obs = x.shape[0]
         children = gen.spawn(n_obs)
-        per_chunk = 1 if method != "sir" else max(1, CHUNK_ROWS // m)
+        one_by_one = method != "sir" or x.shape[1] > 1
+        per_chunk = 1 if one_by_one else max(1, CHUNK_ROWS // m)
         draws: list[PosteriorSamples] = []
         with progress_bar(n_obs, "posterior samples", progress) as bar:
             for start in range(0, n_obs, per_chunk):
                 chunk = children[start : start + per_chunk]
-                if method != "sir":
+                if one_by_one:
                     draws.append(
-                        self._sample_one(
-                            n, x[start : start + 1], method, m, chunk[0], slice_settings
-                        )
+                        self._sample_one(n, x[start], method, m, chunk[0], slice_settings)
                     )
                 else:
-                    proposals = np.stack([self._prior.sample(m, child) for child in chunk])
-                    rows = np.repeat(x[start : start + len(chunk)], m, axis=0)
+                    proposals = np.stack([self._propose(m, child) for child in chunk])
+                    rows = np.repeat(x[start : start + len(chunk), 0], m, axis=0)
                     log_r = self._log_ratio(proposals.reshape(-1, self.theta_dim), rows)
                     for child, theta, lr in zip(
                         chunk, proposals, log_r.reshape(len(chunk), m), strict=True
@@ -687,6 +884,7 @@ class Posterior:
         reference: Any = None,
         truth: Any = None,
         ax: Any = None,
+        iid: bool = False,
         rng: Any = None,
     ) -> np.ndarray:
         """A pair plot of ``n`` posterior draws at the observation ``x``; returns the Axes.
@@ -697,7 +895,7 @@ class Posterior:
 
         Parameters
         ----------
-        x : array-like of shape (x_dim,)
+        x : array-like of shape (x_dim,), or (n_trials, x_dim) with iid=True
             One observation.
         n : int, default=1000
             Draws to plot.
@@ -706,6 +904,8 @@ class Posterior:
         truth : array-like of shape (theta_dim,), default=None
         ax : array of Axes of shape (theta_dim, theta_dim), default=None
             Where to draw; default: a new figure.
+        iid : bool, default=False
+            Whether ``x`` is one observation of i.i.d. trials, as in :meth:`sample`.
         rng : None, int or numpy.random.Generator, default=None
 
         Returns
@@ -720,40 +920,46 @@ class Posterior:
         TypeError
             If ``ax`` is not ``theta_dim ** 2`` Axes or None.
         """
-        x = as_rows(x, "x", self.x_dim)
-        if x.shape[0] != 1:
-            raise ValueError(
-                f"`x` must be one observation of shape ({self.x_dim},); got {x.shape[0]} rows."
-            )
+        x = self._one(x, iid)
         from ratiokit.plot import plot_pairs
 
-        draws = self.sample(n, x=x, method=method, rng=rng).theta
+        draws = self.sample(n, x=x if iid else x[0], method=method, iid=iid, rng=rng).theta
         return plot_pairs(draws, ax=ax, reference=reference, truth=truth)
 
-    def map(self, x: Any, *, n_proposals: int = 10_000, rng: Any = None) -> np.ndarray:
+    def map(
+        self, x: Any, *, n_proposals: int = 10_000, iid: bool = False, rng: Any = None
+    ) -> np.ndarray:
         """The maximum a posteriori theta at ``x``, approximately: the prior draw of highest
         ``log r + log p(theta)`` among ``n_proposals`` (no gradient refinement, so its error
         is the spacing of the draws near the mode).
+
+        Parameters
+        ----------
+        x : array-like of shape (x_dim,), or (n_trials, x_dim) with iid=True
+            One observation.
+        n_proposals : int, default=10_000
+            Prior draws (in :attr:`truncation` when there is one) to pick the best of.
+        iid : bool, default=False
+            Whether ``x`` is one observation of i.i.d. trials, as in :meth:`sample`.
+        rng : None, int or numpy.random.Generator, default=None
 
         Returns
         -------
         ndarray of shape (theta_dim,)
         """
         n_proposals = check_int(n_proposals, "n_proposals", minimum=1)
-        x = as_rows(x, "x", self.x_dim)
-        if x.shape[0] != 1:
-            raise ValueError(
-                f"`x` must be one observation of shape ({self.x_dim},); got {x.shape[0]} rows."
-            )
-        theta = self._prior.sample(n_proposals, check_rng(rng))
-        return theta[int(np.argmax(self.log_prob(theta, x)))]
+        x = self._one(x, iid)
+        theta = self._propose(n_proposals, check_rng(rng))
+        return theta[int(np.argmax(self._log_r(theta, x) + self._log_prior(theta)))]
 
     def save(self, path: Any, *, overwrite: bool = False) -> Path:
         """Write the critic's weights to ``path`` and its settings to ``path.json``.
 
         Both files carry the SHA-256 of the other (:mod:`ratiokit._checkpoint`'s format), and
         the weights are read back with ``weights_only=True``: :meth:`load` executes nothing.
-        The prior (code) is not saved: pass it to :meth:`load`.
+        The prior (code) is not saved: pass it to :meth:`load`; nor is an embedding network's
+        architecture (code; its weights are saved): pass an instance of it to :meth:`load`.
+        The truncation box is saved.
 
         Raises
         ------
@@ -775,19 +981,36 @@ class Posterior:
             "theta_dim": self.theta_dim,
             "x_dim": self.x_dim,
             "settings": self.settings,
+            "truncation": None
+            if self.truncation is None
+            else [self.truncation[0].tolist(), self.truncation[1].tolist()],
         }
         save_checkpoint(path, {"critic": self.critic.state_dict()}, meta)
         return path
 
     @classmethod
-    def load(cls, path: Any, *, prior: Any) -> Posterior:
+    def load(cls, path: Any, *, prior: Any, embedding: nn.Module | None = None) -> Posterior:
         """Read a posterior written by :meth:`save`, with its ``prior`` (not saved).
+
+        Parameters
+        ----------
+        path : str or path-like
+        prior : object
+            The prior the posterior was trained with, as :func:`infer` takes it.
+        embedding : torch.nn.Module, default=None
+            For a posterior trained with an ``embedding``: a module of the same architecture
+            (its weights are replaced by the saved ones; the module given is not modified).
+
+        Returns
+        -------
+        Posterior
 
         Raises
         ------
         ValueError
             If the files are missing, modified (a SHA-256 differs), not a saved posterior,
-            or ``prior`` has another dimension than the saved one.
+            ``prior`` has another dimension than the saved one, or ``embedding`` is missing,
+            superfluous or of another architecture than the saved weights.
         """
         path = Path(path)
         loaded = load_checkpoint(path)
@@ -801,6 +1024,7 @@ class Posterior:
                 raise ValueError("'contents'")
             settings, d_theta, d_x = meta["settings"], meta["theta_dim"], meta["x_dim"]
             hidden = check_network(settings["hidden"], "elu")
+            truncation = meta.get("truncation")
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(
                 f"`path` must hold a Posterior saved by Posterior.save; got {str(path)!r}, "
@@ -810,10 +1034,20 @@ class Posterior:
             raise ValueError(
                 f"`prior` must have the saved dimension {d_theta}; got {Prior(prior).dim}."
             )
+        if (embedding is None) != (settings.get("embedding") is None):
+            raise ValueError(
+                "`embedding` must be given exactly when the posterior was trained with one; "
+                f"the record at {str(path)!r} has embedding={settings.get('embedding')!r}, "
+                f"got embedding={embedding!r}."
+            )
         rows = torch.zeros(2, d_theta + d_x, dtype=torch.float64)
-        critic = make_critic(
-            None, rows, rows, hidden=hidden, activation="elu", spectral_norm=False, rng=0
-        )
+        if embedding is None:
+            critic = make_critic(
+                None, rows, rows, hidden=hidden, activation="elu", spectral_norm=False, rng=0
+            )
+        else:  # the standardising layer's buffers and all weights come from the file
+            ones = torch.ones(d_theta + d_x, dtype=torch.float64)
+            critic = embedding_critic(embedding, ones, ones, d_theta, hidden, 0)
         try:
             critic.load_state_dict(tensors["critic"])
         except (KeyError, RuntimeError) as err:
@@ -821,7 +1055,7 @@ class Posterior:
                 f"`path` must hold the critic its record describes; got {str(path)!r} ({err})."
             ) from err
         critic.eval()
-        return cls(critic, prior, x_dim=d_x, settings=settings)
+        return cls(critic, prior, x_dim=d_x, settings=settings, truncation=truncation)
 
 
 def simulate(
@@ -862,6 +1096,10 @@ def infer(
     num_contrastive: int = 5,
     gamma: float = 1.0,
     hidden: Sequence[int] = (64, 64),
+    embedding: nn.Module | None = None,
+    rounds: int = 1,
+    x_obs: Any = None,
+    iid: bool = False,
     max_steps: int = 2000,
     batch_size: int = 128,
     lr: float = 0.001,
@@ -877,6 +1115,33 @@ def infer(
     (for NRE-B up to a function of x, which cancels in the posterior). Training is
     :func:`ratiokit.critics.train_critic`: Adam on minibatches drawn without replacement,
     early stopping on a held-out fifth of the pairs.
+
+    **Embedding.** With ``embedding=net``, the critic is ``head([theta, net(x)])``: the
+    network's summaries of x (after standardising x feature by feature) feed an MLP head
+    beside theta, and both are trained together, end to end, so the summaries are those
+    that tell joint pairs from shuffled ones.
+
+    **I.i.d. trials.** The critic is trained on single trials; an observation of n i.i.d.
+    trials is then served by ``log r(theta, x_1..n) = sum_i log r(theta, x_i)``, which is
+    exact for an exact ratio: ``p(x_1..n | theta) = prod_i p(x_i | theta)``, so
+    ``p(theta | x_1..n)`` is proportional to ``p(theta) prod_i r(theta, x_i)`` (the
+    ``prod_i p(x_i)`` is a constant in theta). See ``iid`` of :meth:`Posterior.sample`.
+
+    **Sequential rounds** (``rounds > 1``, with ``x_obs``): truncated proposals, as TSNPE
+    (Deistler et al. 2022) and TMNRE (Miller et al. 2021) do. Round 1 simulates from the
+    prior; each later round simulates from the prior restricted to a box, the bounding box
+    of the current posterior's highest-density region of mass ``1 - 1e-4``
+    (:data:`TRUNCATION_MASS`) at ``x_obs``, located by :data:`TRUNCATION_PROPOSALS` SIR
+    proposals from the current box, so the boxes are nested. After each round a fresh critic
+    is trained on all pairs so far. Why this is correct: the pooled thetas come from the
+    mixture ``q(theta) = sum_r w_r p(theta) 1_{B_r}(theta) / P(B_r)``, and the critic learns
+    ``p(x | theta) / q(x)``; on the last box, inside all earlier ones, ``q(theta)`` is the
+    prior times a constant, so ``p(theta | x_obs)`` is proportional to
+    ``r(theta, x_obs) p(theta)`` on that box, which is where the returned posterior (its
+    :attr:`Posterior.truncation`) samples, up to the mass ``1e-4`` cut off. The posterior
+    is focused on ``x_obs``: it is not amortised over other observations (it is 0 outside
+    the box, where another x's posterior may lie). The budget ``n_simulations`` is split
+    evenly over the rounds (the remainder to round 1).
 
     Parameters
     ----------
@@ -906,6 +1171,20 @@ def infer(
         NRE-C's odds of a joint set against an all-marginal one (positive).
     hidden : sequence of int, default=(64, 64)
         Hidden widths of the critic MLP (ELU activations).
+    embedding : torch.nn.Module, default=None
+        A network from x (m, x_dim) to summaries (m, d_summary), trained with the critic; a
+        float64 copy is trained (the module given is not modified). Its weights are saved
+        with the posterior, its architecture is passed again to :meth:`Posterior.load`.
+    rounds : int, default=1
+        Rounds of simulation and training; above 1, later rounds simulate from the prior
+        truncated to where the posterior at ``x_obs`` has its mass. The returned
+        posterior's ``history`` is the last round's training.
+    x_obs : array-like of shape (x_dim,), default=None
+        The observation the rounds focus on (required exactly when ``rounds > 1``); with
+        ``iid=True`` its trials, (n_trials, x_dim).
+    iid : bool, default=False
+        Whether ``x_obs`` is one observation of i.i.d. trials (the simulator still
+        simulates one trial per theta).
     max_steps, batch_size, lr, patience
         As :func:`ratiokit.critics.train_critic`.
     rng : None, int or numpy.random.Generator, default=None
@@ -930,7 +1209,9 @@ def infer(
     Hermans, Begy and Louppe (2020), "Likelihood-free MCMC with amortized approximate ratio
     estimators", ICML. Durkan, Murray and Papamakarios (2020), "On contrastive learning for
     likelihood-free inference", ICML. Miller, Weniger and Forré (2022), "Contrastive neural
-    ratio estimation", NeurIPS.
+    ratio estimation", NeurIPS. Miller, Cole, Forré, Louppe and Weniger (2021), "Truncated
+    marginal neural ratio estimation", NeurIPS. Deistler, Goncalves and Macke (2022),
+    "Truncated proposals for scalable and hassle-free simulation-based inference", NeurIPS.
 
     Examples
     --------
@@ -966,45 +1247,107 @@ def infer(
         raise ValueError(
             f"`num_contrastive` must be below `batch_size`={batch_size}; got {num_contrastive!r}."
         )
-    n_val = math.floor(0.2 * n_simulations)
-    if n_val <= k:
+    rounds = check_int(rounds, "rounds", minimum=1)
+    if (rounds > 1) != (x_obs is not None):
+        raise ValueError(
+            f"`x_obs` must be given exactly when `rounds` > 1; got rounds={rounds} and "
+            f"x_obs={'None' if x_obs is None else 'an observation'}."
+        )
+    if not isinstance(iid, bool):
+        raise TypeError(f"`iid` must be True or False; got {iid!r}.")
+    if embedding is not None and not isinstance(embedding, nn.Module):
+        raise TypeError(
+            f"`embedding` must be a torch.nn.Module or None; got {type(embedding).__name__}."
+        )
+    sizes = [n_simulations // rounds] * rounds
+    sizes[0] += n_simulations - sum(sizes)
+    if math.floor(0.2 * sizes[0]) <= k:
         raise ValueError(
             f"`n_simulations` must leave more than `num_contrastive`={k} held-out pairs (a "
-            f"fifth); got {n_simulations}."
+            f"fifth) in the first of `rounds`={rounds}; got {n_simulations}."
         )
     progress = check_progress(progress)
     wrapped = Prior(prior)
     gen = check_rng(rng)
-    theta = wrapped.sample(n_simulations, gen)
-    x = simulate(simulator, theta, vectorized, gen)
-    pairs = as_sample(np.concatenate([theta, x], axis=1), "simulations")
-    critic = make_critic(
-        None, pairs, pairs, hidden=widths, activation="elu", spectral_norm=False, rng=gen
-    )
-    d_theta = theta.shape[1]
-
-    def objective(module: nn.Module, a: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
-        # ``a``: a minibatch of joint pairs (drawn without replacement), or the held-out part.
-        return nre_loss(_scores(module, a, d_theta, k), loss, gamma)
-
-    history = train_critic(
-        objective,
-        critic,
-        pairs,
-        pairs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        replace=False,
-        rng=gen,
-        progress=progress,
-    )
     settings = {
         "loss": loss,
         "num_contrastive": k,
         "gamma": gamma,
         "hidden": list(widths),
         "n_simulations": n_simulations,
+        "embedding": None if embedding is None else repr(embedding),
+        "rounds": rounds,
     }
-    return Posterior(critic, prior, x_dim=x.shape[1], settings=settings, history=history)
+    d_theta = wrapped.dim
+
+    def objective(module: nn.Module, a: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+        # ``a``: a minibatch of joint pairs (drawn without replacement), or the held-out part.
+        return nre_loss(_scores(module, a, d_theta, k), loss, gamma)
+
+    simulations: list[np.ndarray] = []
+    truncation = None
+    for size in sizes:
+        if truncation is None:
+            theta = wrapped.sample(size, gen)
+        else:
+            theta = truncated_sample(wrapped, *truncation, size, gen)
+        x = simulate(simulator, theta, vectorized, gen)
+        if rounds > 1 and not simulations:  # x_dim is known now: check x_obs before training
+            trials = as_observations(x_obs, x.shape[1], iid, "x_obs")
+            if trials.shape[0] != 1:
+                raise ValueError(
+                    f"`x_obs` must be one observation; got {trials.shape[0]} of them."
+                )
+        simulations.append(np.concatenate([theta, x], axis=1))
+        pairs = as_sample(np.concatenate(simulations), "simulations")
+        critic = make_critic(
+            None, pairs, pairs, hidden=widths, activation="elu", spectral_norm=False, rng=gen
+        )
+        if embedding is not None:  # the same standardisation, then the embedding and a head
+            critic = embedding_critic(
+                embedding, critic[0].loc, critic[0].scale, d_theta, widths, gen
+            )
+        history = train_critic(
+            objective,
+            critic,
+            pairs,
+            pairs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            lr=lr,
+            patience=patience,
+            replace=False,
+            rng=gen,
+            progress=progress,
+        )
+        post = Posterior(
+            critic,
+            prior,
+            x_dim=x.shape[1],
+            settings=settings,
+            history=history,
+            truncation=truncation,
+        )
+        if len(simulations) < rounds:
+            truncation = _highest_density_box(post, trials[0], gen)
+    return post
+
+
+def _highest_density_box(
+    post: Posterior, trials: np.ndarray, gen: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The bounding box of the posterior's highest-density region of mass
+    ``1 - TRUNCATION_MASS`` at one observation (its trials), from SIR proposals.
+
+    The :data:`TRUNCATION_PROPOSALS` proposals are drawn in the posterior's own truncation,
+    so the box lies inside it (the boxes of successive rounds are nested).
+    """
+    proposals = post._propose(TRUNCATION_PROPOSALS, gen)
+    log_w = post._log_r(proposals, trials)
+    w = np.exp(log_w - log_w.max())
+    order = np.argsort(-w, kind="stable")
+    mass = np.cumsum(w[order]) / w.sum()
+    kept = proposals[order[: int(np.searchsorted(mass, 1.0 - TRUNCATION_MASS)) + 1]]
+    low, high = kept.min(axis=0), kept.max(axis=0)
+    # A box of zero width in a coordinate (one kept draw) would hold no prior mass.
+    return low, np.where(high > low, high, low + proposals.std(axis=0))
