@@ -30,6 +30,7 @@ SUITES: dict[str, str] = {
     "two_sample": "benchmarks.two_sample",
     "gan": "benchmarks.gan",
     "fit": "benchmarks.fit",
+    "mutual_information": "benchmarks.mutual_information",
 }
 
 
