@@ -493,6 +493,10 @@ class PosteriorSamples:
                 )
         return f"PosteriorSamples({', '.join(fields)})"
 
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """The draws ``theta``, so ``np.asarray(samples)`` and the front doors take them."""
+        return np.array(self.theta, dtype=dtype, copy=copy)
+
 
 class Posterior:
     """The posterior ``p(theta | x) = r(theta, x) p(theta)`` of a trained ratio critic.

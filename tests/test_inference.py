@@ -130,6 +130,16 @@ def test_sir_moments_against_conjugate(posterior: rk.Posterior, x_obs: float) ->
     assert draws.acceptance_rate is None
 
 
+def test_samples_are_an_array_of_their_draws(posterior: rk.Posterior) -> None:
+    draws = posterior.sample(50, x=[1.0], rng=1)
+    np.testing.assert_array_equal(np.asarray(draws), draws.theta)
+    assert np.asarray(draws, dtype=np.float32).dtype == np.float32
+    # A front door takes them as they are: c2st on the draws equals c2st on `theta`.
+    a = rk.c2st(draws, draws.theta[::-1], rng=0)
+    b = rk.c2st(draws.theta, draws.theta[::-1], rng=0)
+    assert a.accuracy == b.accuracy and a.pvalue == b.pvalue
+
+
 def test_rejection_moments_against_conjugate(posterior: rk.Posterior) -> None:
     draws = posterior.sample(2000, x=[1.0], method="rejection", n_proposals=5000, rng=2)
     assert draws.theta.shape == (2000, 1)
