@@ -29,14 +29,6 @@ LOW, HIGH = (int(v) for v in stats.binom.interval(0.998, R, ALPHA))
 assert (LOW, HIGH) == (2, 21)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # Samples under H0: name -> draw(generator) -> (x, y).
 STUDENT = StudentTGaussian(dim=2, df=3.0)
 SCENARIOS = {

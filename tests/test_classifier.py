@@ -19,15 +19,6 @@ from tests.test_fdiv import js_by_quadrature, log_ratio_mse, samples
 N = 2000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small networks: one thread is faster and keeps the shared CI cores free.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 _FITS: dict = {}
 
 

@@ -29,15 +29,6 @@ from ratiokit.results import TrainHistory
 from ratiokit.synthetic import GaussianShift
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small networks: one thread is faster and keeps the shared CI cores free.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def logistic_loss(module, x_p, x_q):
     """Balanced logistic loss, minimised by T = log p/q."""
     t_p, t_q = evaluate_critic(module, x_p), evaluate_critic(module, x_q)

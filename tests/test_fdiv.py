@@ -19,15 +19,6 @@ N = 2000  # training rows per sample
 N_EVAL = 20_000  # fresh rows for log-ratio errors
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small networks: one thread is faster and keeps the shared CI cores free.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def quadrature(pair, integrand) -> float:
     """Integral over the real line of ``integrand(log p(x), log q(x))`` for a 1-D pair."""
 

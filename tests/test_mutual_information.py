@@ -31,14 +31,6 @@ FAST = {
 TINY = GaussianMI(rho=0.8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --------------------------------------------------------------------------- synthetic problems
 
 

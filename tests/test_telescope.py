@@ -24,14 +24,6 @@ from ratiokit.synthetic import GaussianShift
 from ratiokit.telescope import check_telescope, waymarks
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _terms(kl: float, weights: np.ndarray) -> np.ndarray:
     """The exact telescoped terms of a Gaussian mean shift of divergence ``kl``."""
     c = np.sqrt(1.0 - np.asarray(weights) ** 2)

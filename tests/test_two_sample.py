@@ -44,15 +44,6 @@ from tests import reference
 RTOL = 1e-10
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny problems: threads only add overhead on the shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def normal(n, d, seed, shift=0.0, scale=1.0):
     return np.random.default_rng(seed).normal(shift, scale, size=(n, d))
 
