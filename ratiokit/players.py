@@ -24,7 +24,6 @@ maximizing generative adversarial nets", NeurIPS.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ratiokit._rng import torch_generator
-from ratiokit._validation import as_sample
+from ratiokit._validation import as_sample, check_int, check_positive
 from ratiokit.conditional import ConditionalGenerator
 from ratiokit.training import Sampler
 
@@ -43,14 +42,6 @@ __all__ = ["BiGAN", "InfoGAN"]
 def _check_module(value: Any, name: str) -> None:
     if not isinstance(value, nn.Module):
         raise TypeError(f"`{name}` must be a torch.nn.Module; got {type(value).__name__}.")
-
-
-def _check_count(value: Any, name: str, least: int) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"`{name}` must be an int; got {value!r}.")
-    if value < least:
-        raise ValueError(f"`{name}` must be an integer >= {least}; got {value}.")
-    return int(value)
 
 
 def _first_parameter(module: nn.Module) -> torch.Tensor:
@@ -104,7 +95,7 @@ class BiGAN(nn.Module):
         _check_module(encoder, "encoder")
         self.generator = generator
         self.encoder = encoder
-        self.latent_dim = _check_count(latent_dim, "latent_dim", 1)
+        self.latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``G(z)``, shape (n, d)."""
@@ -148,7 +139,7 @@ class BiGAN(nn.Module):
 
     def generate(self, n: int, *, rng: Any = None) -> np.ndarray:
         """``n`` samples ``G(z)``, ``z ~ N(0, I)`` seeded by ``rng``: shape (n, d)."""
-        n = _check_count(n, "n", 1)
+        n = check_int(n, "n", minimum=1)
         like = _first_parameter(self)
         generator = torch_generator(rng, like.device)
         z = torch.randn(n, self.latent_dim, generator=generator, device=like.device,
@@ -210,14 +201,10 @@ class InfoGAN(nn.Module):
                 f"`generator` must be a ConditionalGenerator; got {type(generator).__name__}."
             )
         _check_module(head, "head")
-        if not isinstance(weight, numbers.Real) or isinstance(weight, bool):
-            raise TypeError(f"`weight` must be a real number; got {weight!r}.")
-        if not (np.isfinite(weight) and weight > 0):
-            raise ValueError(f"`weight` must be positive and finite; got {weight}.")
         self.generator = generator
         self.head = head
-        self.n_codes = _check_count(n_codes, "n_codes", 2)
-        self.weight = float(weight)
+        self.n_codes = check_int(n_codes, "n_codes", minimum=2)
+        self.weight = check_positive(weight, "weight")
 
     def forward(self, z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """``G(z, one_hot(codes))``, shape (n, d), for integer ``codes`` of shape (n,)."""

@@ -141,9 +141,9 @@ def test_info_loss_is_the_weighted_cross_entropy_of_the_drawn_codes():
         (lambda: InfoGAN(ConditionalGenerator(nn.Linear(5, 2), 2), nn.Linear(2, 3), 1),
          ValueError, "`n_codes` must be an integer >= 2"),
         (lambda: InfoGAN(ConditionalGenerator(nn.Linear(5, 2), 2), nn.Linear(2, 3), 3, 0.0),
-         ValueError, "`weight` must be positive and finite"),
+         ValueError, "`weight` must be a positive real number"),
         (lambda: InfoGAN(ConditionalGenerator(nn.Linear(5, 2), 2), nn.Linear(2, 3), 3, "1"),
-         TypeError, "`weight` must be a real number"),
+         TypeError, "`weight` must be a positive real number"),
     ],
 )  # fmt: skip
 def test_players_refuse_bad_arguments(build, error, match):
